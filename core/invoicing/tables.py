@@ -1,0 +1,84 @@
+"""Invoicing tables: invoices with their lines, numbering series and aging snapshots.
+
+Amounts are integer minor units of the document's currency (see ``core.money``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from piccolo.columns import (
+    BigInt,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.base import OnDelete
+from piccolo.table import Table
+
+from core.identity.tables import BillingAccount, IssuingEntity
+
+
+class NumberSeries(Table, tablename="number_series"):
+    """A gapless counter per issuing entity, jurisdiction, document type and year."""
+
+    issuing_entity = ForeignKey(IssuingEntity, null=False, on_delete=OnDelete.restrict)
+    jurisdiction = Varchar(length=8)
+    document_type = Varchar(length=16)
+    year = Integer()
+    prefix = Varchar(length=32)
+    last_number = BigInt(default=0)
+
+
+class Invoice(Table, tablename="invoice"):
+    number = Varchar(length=40, null=True, default=None, unique=True)
+    billing_account = ForeignKey(
+        BillingAccount, index=True, null=False, on_delete=OnDelete.restrict
+    )
+    issuing_entity = ForeignKey(IssuingEntity, null=False, on_delete=OnDelete.restrict)
+    status = Varchar(length=16, default="draft", index=True)
+    currency = Varchar(length=3)
+    issue_date = Date(null=True, default=None)
+    due_date = Date(null=True, default=None, index=True)
+    subtotal_minor = BigInt(default=0)
+    tax_minor = BigInt(default=0)
+    total_minor = BigInt(default=0, index=True)
+    paid_minor = BigInt(default=0)
+    balance_minor = BigInt(default=0)
+    memo = Text(default="")
+    created_at = Timestamptz()
+    finalized_at = Timestamptz(null=True, default=None)
+    closed_at = Timestamptz(null=True, default=None)
+
+
+class InvoiceLine(Table, tablename="invoice_line"):
+    invoice = ForeignKey(Invoice, index=True, null=False, on_delete=OnDelete.restrict)
+    position = Integer()
+    description = Varchar(length=300)
+    quantity = Numeric(digits=(18, 6))
+    unit_price = Numeric(digits=(18, 6))  # major units, may exceed the currency's precision
+    amount_minor = BigInt()  # rounded once, at line level
+    tax_rate = Numeric(digits=(9, 6), default=Decimal(0))
+    tax_minor = BigInt(default=0)
+    tax_code = Varchar(length=32, default="")
+
+
+class AgingSnapshot(Table, tablename="aging_snapshot"):
+    """Open receivables of one billing account by days past due, as of a date."""
+
+    billing_account = ForeignKey(
+        BillingAccount, index=True, null=False, on_delete=OnDelete.restrict
+    )
+    as_of = Date()
+    currency = Varchar(length=3)
+    current_minor = BigInt(default=0)
+    days_1_30_minor = BigInt(default=0)
+    days_31_60_minor = BigInt(default=0)
+    days_61_90_minor = BigInt(default=0)
+    days_over_90_minor = BigInt(default=0)
+    total_minor = BigInt(default=0)
+    created_at = Timestamptz()

@@ -1,0 +1,13 @@
+"""Piccolo app for the payments area: its tables and where its migrations live."""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig, table_finder
+
+APP_CONFIG = AppConfig(
+    app_name="payments",
+    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "payments"),
+    table_classes=table_finder(modules=["core.payments.tables"], exclude_imported=True),
+    migration_dependencies=["core.identity.piccolo_app", "core.invoicing.piccolo_app"],
+    commands=[],
+)
