@@ -12,8 +12,8 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
-from piccolo.columns.indexes import IndexMethod
 from piccolo.columns.base import OnDelete
+from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
 
 

@@ -1,0 +1,99 @@
+"""Appending to and verifying the audit log (append-only: no update or delete path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core.audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    ChainReport,
+    canonical_data,
+    event_hash,
+    verify,
+)
+from core.audit.tables import AuditEvent
+from core.db import advisory_lock, transaction
+
+# Arbitrary constant: the PostgreSQL advisory-lock key that serializes chain appends.
+_CHAIN_LOCK_KEY = 0x4C4C_4155  # "LLAU"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did something: a customer user, staff user, support agent or the system."""
+
+    type: str
+    id: str
+    on_behalf_of: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(type="system", id=name)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    actor: Actor
+    action: str
+    object_type: str = ""
+    object_id: str | int = ""
+    reason_code: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+async def record(event: AuditRecord) -> str:
+    """Append one event inside the caller's transaction; returns its hash."""
+    async with transaction():
+        await advisory_lock(_CHAIN_LOCK_KEY)
+        last = (
+            await AuditEvent.select(AuditEvent.hash)
+            .order_by(AuditEvent.id, ascending=False)
+            .first()
+        )
+        prev_hash = last["hash"] if last else GENESIS_HASH
+        fields: dict[str, Any] = {
+            "occurred_at": datetime.now(UTC),
+            "actor_type": event.actor.type,
+            "actor_id": event.actor.id,
+            "on_behalf_of": event.actor.on_behalf_of,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": str(event.object_id),
+            "reason_code": event.reason_code,
+            "ip": event.actor.ip[:64],
+            "user_agent": event.actor.user_agent[:300],
+            "data": canonical_data(event.data),
+        }
+        digest = event_hash(prev_hash, fields)
+        await AuditEvent.insert(AuditEvent(**fields, prev_hash=prev_hash, hash=digest))
+    return digest
+
+
+async def verify_chain(batch: int = 5000) -> ChainReport:
+    """Walk the whole log in id order, chunk by chunk, checking every link and hash."""
+    columns = [AuditEvent.id, AuditEvent.prev_hash, AuditEvent.hash]
+    columns += [getattr(AuditEvent, name) for name in HASHED_FIELDS]
+    report = ChainReport(ok=True, checked=0)
+    last_id = 0
+    while True:
+        rows = (
+            await AuditEvent.select(*columns)
+            .where(AuditEvent.id > last_id)
+            .order_by(AuditEvent.id)
+            .limit(batch)
+        )
+        if not rows:
+            return report
+        for row in rows:
+            if not isinstance(row["data"], str):  # some drivers decode JSON
+                row["data"] = canonical_data(row["data"])
+            row["occurred_at"] = row["occurred_at"].astimezone(UTC)
+        report = verify(rows, report.last_hash, report.checked)
+        if not report.ok:
+            return report
+        last_id = rows[-1]["id"]

@@ -1,0 +1,103 @@
+"""The Litestar application factory.
+
+Everything is built here from ``Settings`` (never at import time), so tests and the
+launcher can configure the app. Run with: ``uvicorn --factory portal.app:create_app``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from redis.asyncio import Redis
+
+from core.db import bind_engine, close_pool, make_engine, open_pool
+from core.settings import Settings, load_settings
+from portal.api.invoices import InvoiceApiController
+from portal.auth import session_cookie_name
+from portal.auth_routes import AuthController
+from portal.customer.invoices import CustomerController
+from portal.embedded import start_embedded_redis
+from portal.errors import EXCEPTION_HANDLERS
+from portal.health import health
+from portal.logging_setup import configure_logging
+from portal.middleware import request_context_middleware
+from portal.sessions import SessionStore
+from portal.staff.console import StaffController
+from portal.templating import STATIC_DIR, TEMPLATE_DIR, configure
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_json)
+    bind_engine(make_engine(settings.database_url))
+    embedded: Any = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        embedded, redis_url = start_embedded_redis(settings.var_dir)
+    redis = Redis.from_url(redis_url)
+    secure = settings.production
+
+    async def startup(app: Litestar) -> None:
+        await open_pool()
+
+    async def shutdown(app: Litestar) -> None:
+        await close_pool()
+        await redis.aclose()
+
+    return Litestar(
+        route_handlers=[
+            AuthController,
+            CustomerController,
+            StaffController,
+            InvoiceApiController,
+            health,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], name="static"),
+        ],
+        state=State(
+            {
+                "settings": settings,
+                "redis": redis,
+                "embedded_redis": embedded,
+                "sessions": SessionStore(
+                    redis,
+                    idle_seconds=settings.session_idle_minutes * 60,
+                    absolute_seconds=settings.session_absolute_hours * 3600,
+                ),
+                "session_cookie": session_cookie_name(secure),
+                "cookie_secure": secure,
+            }
+        ),
+        template_config=TemplateConfig(
+            directory=TEMPLATE_DIR, engine=JinjaTemplateEngine, engine_callback=configure
+        ),
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="csrftoken",
+            header_name="x-csrftoken",
+            cookie_secure=secure,
+            cookie_httponly=True,
+            cookie_samesite="strict",
+            exclude=["/health", "/api/"],
+        ),
+        plugins=[HTMXPlugin()],
+        openapi_config=OpenAPIConfig(
+            title="Ledgerline API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        middleware=[request_context_middleware(settings.production)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        debug=False,
+    )
