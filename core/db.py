@@ -8,6 +8,9 @@ never at import time (``piccolo_conf.py`` does the same for Piccolo's own CLI).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +33,24 @@ APP_MODULES: tuple[str, ...] = (
 )
 
 _engine: Engine | None = None
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrate(database_url: str) -> str:
+    """Apply every app's Piccolo migrations forwards (the same CLI a developer runs)."""
+    env = {**os.environ, "DATABASE_URL": database_url, "PICCOLO_CONF": "piccolo_conf"}
+    result = subprocess.run(
+        [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
+        cwd=_PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0 or "failed" in output.lower():
+        raise RuntimeError(f"migrations failed:\n{output}")
+    return output
 
 
 def make_engine(url: str) -> Engine:

@@ -62,7 +62,9 @@ class AuthController(Controller):
         sid = await store.create(
             who.kind, who.id, who.name, client, request.headers.get("user-agent", "")
         )
-        response = Redirect(_safe_next(target, "/staff" if who.kind == "staff" else "/"), status_code=303)
+        response = Redirect(
+            _safe_next(target, "/staff" if who.kind == "staff" else "/"), status_code=303
+        )
         response.set_cookie(
             key=request.app.state.session_cookie,
             value=sid,

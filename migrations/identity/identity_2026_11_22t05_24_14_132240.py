@@ -7,9 +7,7 @@ DESCRIPTION = "composite unique and sort indexes"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="identity", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="identity", description=DESCRIPTION)
 
     statements = (
         'CREATE UNIQUE INDEX membership_user_node_key ON membership ("user", organization)',

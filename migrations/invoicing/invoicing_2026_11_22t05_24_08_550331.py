@@ -1,20 +1,22 @@
+import decimal
+
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import BigInt
-from piccolo.columns.column_types import Date
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import Numeric
-from piccolo.columns.column_types import Serial
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    BigInt,
+    Date,
+    ForeignKey,
+    Integer,
+    Numeric,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.date import DateNow
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
-import decimal
 
 
 class BillingAccount(Table, tablename="billing_account", schema=None):
@@ -62,9 +64,7 @@ DESCRIPTION = "initial invoicing tables"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="invoicing", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="invoicing", description=DESCRIPTION)
 
     manager.add_table(
         class_name="NumberSeries",
@@ -80,9 +80,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Invoice", tablename="invoice", schema=None, columns=None
-    )
+    manager.add_table(class_name="Invoice", tablename="invoice", schema=None, columns=None)
 
     manager.add_table(
         class_name="AgingSnapshot",

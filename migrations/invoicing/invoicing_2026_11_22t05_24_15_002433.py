@@ -7,15 +7,13 @@ DESCRIPTION = "composite unique and sort indexes"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="invoicing", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="invoicing", description=DESCRIPTION)
 
     statements = (
-        'CREATE UNIQUE INDEX number_series_key ON number_series (issuing_entity, jurisdiction, document_type, year)',
-        'CREATE UNIQUE INDEX aging_snapshot_account_day_key ON aging_snapshot (billing_account, as_of)',
-        'CREATE INDEX invoice_account_due_idx ON invoice (billing_account, due_date, id)',
-        'CREATE INDEX invoice_account_total_idx ON invoice (billing_account, total_minor, id)',
+        "CREATE UNIQUE INDEX number_series_key ON number_series (issuing_entity, jurisdiction, document_type, year)",
+        "CREATE UNIQUE INDEX aging_snapshot_account_day_key ON aging_snapshot (billing_account, as_of)",
+        "CREATE INDEX invoice_account_due_idx ON invoice (billing_account, due_date, id)",
+        "CREATE INDEX invoice_account_total_idx ON invoice (billing_account, total_minor, id)",
     )
 
     async def run() -> None:

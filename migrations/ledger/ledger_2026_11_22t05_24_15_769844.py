@@ -7,12 +7,10 @@ DESCRIPTION = "composite unique and sort indexes"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="ledger", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="ledger", description=DESCRIPTION)
 
     statements = (
-        'CREATE UNIQUE INDEX journal_entry_source_event_key ON journal_entry (source_type, source_id, event)',
+        "CREATE UNIQUE INDEX journal_entry_source_event_key ON journal_entry (source_type, source_id, event)",
     )
 
     async def run() -> None:

@@ -1,9 +1,5 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSON
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.column_types import JSON, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 
@@ -13,9 +9,7 @@ DESCRIPTION = "initial operations tables"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="operations", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="operations", description=DESCRIPTION)
 
     manager.add_table(
         class_name="JobFailure",

@@ -1,11 +1,6 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import BigInt
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Serial
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import BigInt, ForeignKey, Serial, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.indexes import IndexMethod
 from piccolo.table import Table
@@ -56,17 +51,11 @@ DESCRIPTION = "initial payments tables"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="payments", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="payments", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Payment", tablename="payment", schema=None, columns=None
-    )
+    manager.add_table(class_name="Payment", tablename="payment", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="Allocation", tablename="allocation", schema=None, columns=None
-    )
+    manager.add_table(class_name="Allocation", tablename="allocation", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="Payment",

@@ -1,0 +1,47 @@
+"""arq worker settings. Start a worker with ``arq workers.settings.WorkerSettings``
+(``make run`` starts one beside the web process)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from core.db import bind_engine, close_pool, make_engine, open_pool
+from core.settings import load_settings
+from portal.logging_setup import configure_logging
+from workers.jobs import nightly_aging, snapshot_aging_batch
+from workers.retry import MAX_TRIES
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq settings from a URL: ``redis://host:port/db`` or ``unix:///path/to/socket``."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return RedisSettings(unix_socket_path=parts.path)
+    return RedisSettings.from_dsn(url)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = load_settings()
+    configure_logging(settings.log_json)
+    bind_engine(make_engine(settings.database_url))
+    await open_pool(max_size=5)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await close_pool()
+
+
+class WorkerSettings:
+    functions = [snapshot_aging_batch]
+    cron_jobs = [cron(nightly_aging, hour={1}, minute={5}, run_at_startup=False, unique=True)]
+    on_startup = startup
+    on_shutdown = shutdown
+    max_tries = MAX_TRIES
+    job_timeout = 600
+    # arq reads this at import; ``make run`` sets REDIS_URL to the embedded server.
+    redis_settings = redis_settings(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
