@@ -120,10 +120,11 @@ Q = TypeVar("Q", Select, Objects)
 
 
 def for_update(query: Q) -> Q:
-    """``SELECT … FOR UPDATE`` on PostgreSQL; SQLite already serializes writers."""
+    """``SELECT … FOR UPDATE OF <the query's table>`` on PostgreSQL (joined tables are
+    read, not locked); SQLite already serializes writers."""
     if is_sqlite():
         return query
-    return query.lock_rows()
+    return query.lock_rows(of=(query.table,))
 
 
 async def advisory_lock(key: int) -> None:

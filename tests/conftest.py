@@ -1,0 +1,137 @@
+"""Shared fixtures: real PostgreSQL and Redis, created fresh for each run.
+
+* ``TEST_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/ledgerline_test``)
+  names the server and a base name; each run creates ``<base>_<run>_it`` (integration,
+  emptied before each test that asks for ``db``) and ``<base>_<run>_demo`` (the demo data
+  set, read by scoping and browser tests), applies the real migrations to both, and drops
+  them at the end.
+* ``TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from piccolo.engine.base import Engine
+
+from core.db import all_tables, bind_engine, make_engine, migrate
+from core.demo_data import seed_demo
+from tests.serving import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledgerline_test"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def database_url(suffix: str) -> tuple[str, str]:
+    parts = urlsplit(TEST_DATABASE_URL)
+    base = parts.path.lstrip("/") or "ledgerline_test"
+    name = f"{base}_{RUN_ID}_{suffix}"
+    return urlunsplit(parts._replace(path="/" + name)), name
+
+
+def admin_url() -> str:
+    return urlunsplit(urlsplit(TEST_DATABASE_URL)._replace(path="/postgres"))
+
+
+@dataclass
+class Databases:
+    it_url: str
+    demo_url: str
+    it: Engine
+    demo: Engine
+
+
+@pytest.fixture(scope="session")
+async def databases() -> AsyncIterator[Databases]:
+    it_url, it_name = database_url("it")
+    demo_url, demo_name = database_url("demo")
+    conn = await asyncpg.connect(admin_url())
+    try:
+        for name in (it_name, demo_name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    migrate(it_url)
+    migrate(demo_url)
+    engines = Databases(it_url, demo_url, make_engine(it_url), make_engine(demo_url))
+    for engine in (engines.it, engines.demo):
+        await engine.start_connection_pool(min_size=1, max_size=8)
+    bind_engine(engines.demo)
+    await seed_demo()
+    bind_engine(engines.it)
+    yield engines
+    for engine in (engines.it, engines.demo):
+        await engine.close_connection_pool()
+    conn = await asyncpg.connect(admin_url())
+    try:
+        for name in (it_name, demo_name):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(databases: Databases) -> AsyncIterator[Engine]:
+    """The integration database, emptied, with the chart of accounts in place."""
+    from core.ledger.posting import ensure_chart
+
+    bind_engine(databases.it)
+    names = ", ".join(f'"{t._meta.tablename}"' for t in all_tables())
+    await databases.it.run_ddl(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    await ensure_chart()
+    yield databases.it
+    bind_engine(databases.it)
+
+
+@pytest.fixture
+async def demo_db(databases: Databases) -> AsyncIterator[Engine]:
+    """The demo data set (read-only by convention: tests must not change it)."""
+    bind_engine(databases.demo)
+    yield databases.demo
+    bind_engine(databases.it)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(database: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database,
+        "REDIS_URL": TEST_REDIS_URL,
+        "LEDGERLINE_ENV": "test",
+        "SECRET_KEY": "test-secret-" + "x" * 40,
+        "LEDGERLINE_VAR_DIR": str(var_dir),
+        **extra,
+    }
+
+
+@dataclass
+class LiveServer:
+    url: str
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The portal served by uvicorn on localhost, over the demo database."""
+    env = server_env(databases.demo_url, tmp_path_factory.mktemp("var"))
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve(env, log, free_port()) as url:
+        yield LiveServer(url)
