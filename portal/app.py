@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def shutdown(app: Litestar) -> None:
         await close_pool()
         await redis.aclose()
+        if embedded is not None:
+            embedded.shutdown()
 
     return Litestar(
         route_handlers=[

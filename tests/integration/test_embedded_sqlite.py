@@ -27,9 +27,9 @@ async def test_migrations_seed_and_invoice_list_on_sqlite(databases, tmp_path) -
     env = server_env(url, tmp_path / "var")
     env.pop("REDIS_URL")  # the app starts its embedded Redis
     with serve(env, tmp_path / "server.log", free_port()) as base:
-        health = httpx.get(base + "/health").json()
-        assert health == {"status": "ok", "database": "ok", "redis": "ok"}
         async with httpx.AsyncClient(base_url=base) as client:
+            health = (await client.get("/health")).json()
+            assert health == {"status": "ok", "database": "ok", "redis": "ok"}
             await login(client, "alice@globex.example")
             page = await client.get("/invoices", params={"sort": "number"})
             assert page.status_code == 200

@@ -17,9 +17,10 @@ async def test_health_ok_then_503_when_the_database_goes_away(databases, tmp_pat
     try:
         migrate(url)
         with serve(server_env(url, tmp_path), tmp_path / "server.log", free_port()) as base:
-            assert httpx.get(base + "/health").status_code == 200
-            await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            response = httpx.get(base + "/health", timeout=10)
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                assert (await client.get("/health")).status_code == 200
+                await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                response = await client.get("/health")
             assert response.status_code == 503
             assert response.json()["database"] == "down"
             assert response.json()["redis"] == "ok"

@@ -57,7 +57,8 @@ async def test_aging_snapshots_once_per_account_and_day(db, queue) -> None:
     assert first == second
     w = worker(pool, name, [snapshot_aging_batch])
     await w.main()
-    assert w.jobs_complete == 1 and w.jobs_failed == 0
+    assert w.jobs_complete == 1
+    assert w.jobs_failed == 0
     snap = await AgingSnapshot.select().where(AgingSnapshot.as_of == as_of).first()
     assert snap["days_31_60_minor"] == 10000  # 47 days past due
     assert snap["total_minor"] == 10000

@@ -33,7 +33,8 @@ def test_production_refuses_to_start_without_its_settings(tmp_path: Path) -> Non
             "DATABASE_URL": "postgresql://u@db/ledgerline",
         }
     )
-    assert ok.production and ok.log_json
+    assert ok.production
+    assert ok.log_json
     assert not (tmp_path / "secret_key").exists()
 
 
