@@ -163,7 +163,9 @@ async def _seed_invoices(
     today: date,
     actor: Actor,
 ) -> None:
-    for i in range(count):
+    # Issue dates ascend with creation, so numbers run in date order as in real books.
+    issue_dates = sorted(today - timedelta(days=rng.randint(0, 200)) for _ in range(count))
+    for i, issued in enumerate(issue_dates):
         lines = [
             LineInput(
                 description=name,
@@ -177,13 +179,12 @@ async def _seed_invoices(
         invoice_id = await create_draft(account_id, lines, actor, memo=f"Demo invoice {i + 1}")
         if i % 25 == 24:
             continue  # a few drafts stay drafts (customers never see them)
-        issued = today - timedelta(days=rng.randint(0, 200))
         await finalize(invoice_id, actor, issue_date=issued)
         outcome = rng.random()
         if outcome < 0.40:
-            await _pay(account_id, currency_code, invoice_id, None, actor, issued)
+            await _pay(account_id, currency_code, invoice_id, None, actor, issued, today)
         elif outcome < 0.55:
-            await _pay(account_id, currency_code, invoice_id, Decimal("0.4"), actor, issued)
+            await _pay(account_id, currency_code, invoice_id, Decimal("0.4"), actor, issued, today)
         elif outcome < 0.60:
             await void(invoice_id, actor, reason="issued_in_error")
         elif outcome < 0.64:
@@ -197,6 +198,7 @@ async def _pay(
     share: Decimal | None,
     actor: Actor,
     issued: date,
+    today: date,
 ) -> None:
     inv = (
         await Invoice.select(Invoice.balance_minor, Invoice.number)
@@ -216,5 +218,7 @@ async def _pay(
         reference=f"Remittance {inv['number']}",
         allocations=[AllocationRequest(invoice_id, amount)],
         actor=actor,
-        received_at=datetime.combine(issued + timedelta(days=10), datetime.min.time(), UTC),
+        received_at=datetime.combine(
+            min(issued + timedelta(days=10), today), datetime.min.time(), UTC
+        ),
     )
