@@ -34,6 +34,10 @@ class Settings:
     session_idle_minutes: int
     session_absolute_hours: int
     log_json: bool
+    encryption_keys: tuple[str, ...]
+    smtp_url: str | None
+    mail_from: str
+    base_url: str
 
     @property
     def production(self) -> bool:
@@ -104,15 +108,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     port = _int(env, "PORT", 8000)
     if port > 65535:
         raise ConfigError(f"PORT must be at most 65535, got {port}")
+    keys = tuple(k.strip() for k in (env.get("ENCRYPTION_KEYS") or "").split(",") if k.strip())
+    if mode == "production" and not keys:
+        raise ConfigError("Refusing to start in production without ENCRYPTION_KEYS")
+    if not keys:
+        from core.crypto import derived_key
+
+        keys = (derived_key(secret_key),)
+    smtp_url = env.get("SMTP_URL") or None
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+        raise ConfigError(f"SMTP_URL must start with smtp:// or smtps://, got {smtp_url!r}")
+    host = env.get("HOST") or "127.0.0.1"
     return Settings(
         env=mode,
         database_url=database_url,
         redis_url=redis_url,
         secret_key=secret_key,
         var_dir=var_dir,
-        host=env.get("HOST") or "127.0.0.1",
+        host=host,
         port=port,
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
         session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
         log_json=env.get("LOG_FORMAT", "json" if mode == "production" else "console") == "json",
+        encryption_keys=keys,
+        smtp_url=smtp_url,
+        mail_from=env.get("MAIL_FROM") or "Ledgerline <billing@ledgerline.localhost>",
+        base_url=(env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/"),
     )

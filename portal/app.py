@@ -19,6 +19,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
+from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.settings import Settings, load_settings
 from portal.api.invoices import InvoiceApiController
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_json)
     bind_engine(make_engine(settings.database_url))
+    crypto.configure(settings.encryption_keys)
     embedded: Any = None
     redis_url = settings.redis_url
     if redis_url is None:

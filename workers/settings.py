@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from arq import cron
 from arq.connections import RedisSettings
 
+from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.settings import load_settings
 from portal.logging_setup import configure_logging
@@ -29,6 +30,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = load_settings()
     configure_logging(settings.log_json)
     bind_engine(make_engine(settings.database_url))
+    crypto.configure(settings.encryption_keys)
     await open_pool(max_size=5)
 
 

@@ -4,6 +4,7 @@ users with their memberships, and staff users."""
 from __future__ import annotations
 
 from piccolo.columns import (
+    JSON,
     BigInt,
     Boolean,
     ForeignKey,
@@ -94,3 +95,109 @@ class StaffUser(Table, tablename="staff_user"):
     password_hash = Varchar(length=255, default="")
     is_active = Boolean(default=True)
     created_at = Timestamptz()
+
+
+class MfaFactor(Table, tablename="mfa_factor"):
+    """A TOTP authenticator of a customer or staff user (secret encrypted at rest).
+
+    ``last_step`` is the last accepted RFC 6238 time step: a code of that step or an
+    earlier one is refused (replay prevention, RFC 6238 section 5.2).
+    """
+
+    principal_kind = Varchar(length=16)  # "customer" or "staff"
+    principal_id = BigInt()
+    secret_enc = Text()
+    confirmed_at = Timestamptz(null=True, default=None)
+    last_step = BigInt(default=0)
+    created_at = Timestamptz()
+
+
+class RecoveryCode(Table, tablename="recovery_code"):
+    principal_kind = Varchar(length=16)
+    principal_id = BigInt(index=True)
+    code_hash = Varchar(length=255)
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class PasswordResetToken(Table, tablename="password_reset_token"):
+    principal_kind = Varchar(length=16)
+    principal_id = BigInt()
+    token_hash = Varchar(length=64, unique=True)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Invitation(Table, tablename="invitation"):
+    """A single-use, expiring link that lets a person join at a node with a role."""
+
+    email = Varchar(length=254)
+    organization = ForeignKey(CustomerOrganization, null=False, on_delete=OnDelete.restrict)
+    role = Varchar(length=32)
+    token_hash = Varchar(length=64, unique=True)
+    invited_by = ForeignKey(User, null=False, on_delete=OnDelete.restrict)
+    expires_at = Timestamptz()
+    accepted_at = Timestamptz(null=True, default=None)
+    accepted_user = BigInt(null=True, default=None)
+    revoked_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class SsoConnection(Table, tablename="sso_connection"):
+    """A customer group's OpenID Connect provider (one per root organization)."""
+
+    organization = ForeignKey(
+        CustomerOrganization, null=False, unique=True, on_delete=OnDelete.restrict
+    )
+    issuer = Varchar(length=500)
+    client_id = Varchar(length=200)
+    client_secret_enc = Text()
+    allowed_domains = Text(default="")  # comma-separated, lower case
+    role_claim = Varchar(length=64, default="groups")
+    claim_role_map = JSON(default="{}")  # claim value -> {"role": ..., "organization_id": ...}
+    default_role = Varchar(length=32, default="")  # empty: no just-in-time provisioning
+    sso_required = Boolean(default=False)
+    enabled = Boolean(default=True)
+    updated_at = Timestamptz()
+
+
+class ExternalIdentity(Table, tablename="external_identity"):
+    """Links a user to an identity at a provider, keyed by (issuer, subject)."""
+
+    issuer = Varchar(length=500)
+    subject = Varchar(length=255)
+    user = ForeignKey(User, null=False, on_delete=OnDelete.restrict)
+    email_at_login = Varchar(length=254, default="")
+    last_login_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class AssistedSession(Table, tablename="assisted_session"):
+    """A support agent's consented, bounded session acting as a customer user."""
+
+    agent = ForeignKey(StaffUser, null=False, on_delete=OnDelete.restrict)
+    user = ForeignKey(User, null=False, on_delete=OnDelete.restrict)
+    reason = Text()
+    ticket_ref = Varchar(length=64)
+    status = Varchar(length=16, default="requested")  # requested granted denied ended expired
+    access = Varchar(length=8, default="view")  # view | act
+    minutes = Integer(default=30)
+    requested_at = Timestamptz()
+    decided_at = Timestamptz(null=True, default=None)
+    decided_by = BigInt(null=True, default=None)
+    expires_at = Timestamptz(null=True, default=None)
+    ended_at = Timestamptz(null=True, default=None)
+    ended_by = Varchar(length=64, default="")
+
+
+class SecurityFlag(Table, tablename="security_flag"):
+    """Raised when failures repeat from one address or against one account."""
+
+    kind = Varchar(length=32)  # login_failures_ip, login_failures_account, lockout, mfa_failures
+    subject = Varchar(length=254)
+    count = Integer(default=0)
+    first_seen = Timestamptz()
+    last_seen = Timestamptz()
+    resolved_at = Timestamptz(null=True, default=None)
+    resolved_by = BigInt(null=True, default=None)

@@ -31,11 +31,21 @@ def test_production_refuses_to_start_without_its_settings(tmp_path: Path) -> Non
             "SECRET_KEY": "k" * 40,
             "REDIS_URL": "redis://r:6379/0",
             "DATABASE_URL": "postgresql://u@db/ledgerline",
+            "ENCRYPTION_KEYS": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=",
         }
     )
     assert ok.production
     assert ok.log_json
     assert not (tmp_path / "secret_key").exists()
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEYS"):
+        load_settings(
+            {
+                "LEDGERLINE_ENV": "production",
+                "SECRET_KEY": "k" * 40,
+                "REDIS_URL": "redis://r:6379/0",
+                "DATABASE_URL": "postgresql://u@db/ledgerline",
+            }
+        )
 
 
 @pytest.mark.parametrize(
