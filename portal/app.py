@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
+from core.notifications import mailer as mail
 from core.settings import Settings, load_settings
 from portal.api.invoices import InvoiceApiController
 from portal.auth import session_cookie_name
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     configure_logging(settings.log_json)
     bind_engine(make_engine(settings.database_url))
     crypto.configure(settings.encryption_keys)
+    mail.configure(settings.smtp_url, settings.mail_from)
     embedded: Any = None
     redis_url = settings.redis_url
     if redis_url is None:

@@ -2,7 +2,8 @@
 
 Guards load the session once per request and keep it on ``connection.state``. A
 missing or expired session is a 401, which the HTML error handler turns into a
-redirect to the sign-in page.
+redirect to the sign-in page; a session still waiting for its second factor is sent
+to finish signing in.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.response import Response
 
 from core.audit.log import Actor
 from core.identity.scope import Scope, load_scope
 from portal.sessions import SessionData, SessionStore
+
+
+class SignInIncomplete(NotAuthorizedException):
+    """Password accepted, but the second factor (or MFA enrollment) is still due."""
 
 
 def session_cookie_name(secure: bool) -> str:
@@ -32,20 +38,43 @@ async def current_session(connection: ASGIConnection) -> SessionData | None:
     return connection.state.session
 
 
-async def requires_customer(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def set_session_cookie(connection: ASGIConnection, response: Response, sid: str) -> None:
+    response.set_cookie(
+        key=connection.app.state.session_cookie,
+        value=sid,
+        path="/",
+        secure=connection.app.state.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+async def _signed_in(connection: ASGIConnection, kind: str) -> SessionData:
     session = await current_session(connection)
     if session is None:
         raise NotAuthorizedException("Please sign in.")
-    if session.kind != "customer":
-        raise PermissionDeniedException("This page is for customer users.")
+    if not session.full:
+        raise SignInIncomplete("Finish signing in.")
+    if session.kind != kind:
+        raise PermissionDeniedException(
+            "This page is for customer users." if kind == "customer" else "This page is for staff."
+        )
+    return session
+
+
+async def requires_customer(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    await _signed_in(connection, "customer")
+
+
+async def requires_customer_action(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """For customer routes that change something: refused in a view-only assisted session."""
+    session = await _signed_in(connection, "customer")
+    if session.assisted and session.access != "act":
+        raise PermissionDeniedException("This assisted session is view-only.")
 
 
 async def requires_staff(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    session = await current_session(connection)
-    if session is None:
-        raise NotAuthorizedException("Please sign in.")
-    if session.kind != "staff":
-        raise PermissionDeniedException("This page is for staff.")
+    await _signed_in(connection, "staff")
 
 
 def client_ip(connection: ASGIConnection) -> str:
@@ -53,13 +82,21 @@ def client_ip(connection: ASGIConnection) -> str:
 
 
 def actor_for(connection: ASGIConnection) -> Actor:
+    """The audit actor: an agent in an assisted session acts on behalf of the customer."""
     session: SessionData | None = connection.state.get("session")
-    return Actor(
-        type=session.kind if session else "anonymous",
-        id=str(session.user_id) if session else "",
-        ip=client_ip(connection),
-        user_agent=connection.headers.get("user-agent", "")[:300],
-    )
+    ip = client_ip(connection)
+    agent = connection.headers.get("user-agent", "")[:300]
+    if session is None:
+        return Actor(type="anonymous", id="", ip=ip, user_agent=agent)
+    if session.assisted:
+        return Actor(
+            type="agent",
+            id=str(session.agent_id),
+            on_behalf_of=f"customer:{session.user_id}",
+            ip=ip,
+            user_agent=agent,
+        )
+    return Actor(type=session.kind, id=str(session.user_id), ip=ip, user_agent=agent)
 
 
 async def provide_scope(request: ASGIConnection) -> Scope:

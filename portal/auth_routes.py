@@ -10,7 +10,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from core.identity.services import authenticate
-from portal.auth import actor_for, current_session, sessions
+from portal.auth import actor_for, current_session, sessions, set_session_cookie
 
 
 def _safe_next(target: str | None, default: str) -> str:
@@ -59,20 +59,13 @@ class AuthController(Controller):
         if old is not None:
             await store.delete(old.sid)
         client = request.client.host if request.client else ""
-        sid = await store.create(
+        session = await store.create(
             who.kind, who.id, who.name, client, request.headers.get("user-agent", "")
         )
         response = Redirect(
             _safe_next(target, "/staff" if who.kind == "staff" else "/"), status_code=303
         )
-        response.set_cookie(
-            key=request.app.state.session_cookie,
-            value=sid,
-            path="/",
-            secure=request.app.state.cookie_secure,
-            httponly=True,
-            samesite="lax",
-        )
+        set_session_cookie(request, response, session.sid)
         return response
 
     @post("/logout", status_code=303)

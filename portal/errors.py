@@ -22,6 +22,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.errors import Conflict, NotFound, ValidationFailed
+from portal.auth import SignInIncomplete
 
 log = structlog.get_logger("ledgerline.errors")
 
@@ -60,8 +61,11 @@ def _page(request: Request[Any, Any, Any], status: int, detail: str) -> Response
 
 
 def _respond(request: Request[Any, Any, Any], status: int, detail: str, **extra: Any) -> Response:
+    incomplete = extra.pop("incomplete", False)
     if _wants_json(request):
         return problem(status, detail, **extra)
+    if status == 401 and incomplete:
+        return Redirect("/login/continue")
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return Redirect(f"/login?next={quote(target)}")
@@ -81,6 +85,9 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         detail = "Your form expired or was sent from elsewhere. Reload the page and try again."
     if isinstance(exc, NotAuthorizedException):
         detail = "Please sign in."
+        if isinstance(exc, SignInIncomplete):
+            detail = "Finish signing in."
+            extra["incomplete"] = True
     return _respond(request, status, detail, **extra)
 
 

@@ -15,11 +15,16 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiosmtpd.controller import Controller
 from piccolo.engine.base import Engine
 
 from core.db import all_tables, bind_engine, make_engine, migrate
@@ -103,6 +108,40 @@ async def demo_db(databases: Databases) -> AsyncIterator[Engine]:
     bind_engine(databases.it)
 
 
+class Mailbox:
+    """Messages received by the test SMTP server (aiosmtpd), newest last."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address.lower() in str(m["To"]).lower()]
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[str, Mailbox]]:
+    """A real SMTP server on localhost; yields (SMTP_URL, mailbox)."""
+    box = Mailbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield f"smtp://127.0.0.1:{port}", box
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: tuple[str, Mailbox]) -> Mailbox:
+    smtp_server[1].clear()
+    return smtp_server[1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,10 +167,13 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(
-    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+    databases: Databases,
+    tmp_path_factory: pytest.TempPathFactory,
+    smtp_server: tuple[str, Mailbox],
 ) -> Iterator[LiveServer]:
-    """The portal served by uvicorn on localhost, over the demo database."""
-    env = server_env(databases.demo_url, tmp_path_factory.mktemp("var"))
+    """The portal served by uvicorn on localhost, over the demo database, mailing to the
+    test SMTP server."""
+    env = server_env(databases.demo_url, tmp_path_factory.mktemp("var"), SMTP_URL=smtp_server[0])
     log = tmp_path_factory.mktemp("server") / "server.log"
     with serve(env, log, free_port()) as url:
         yield LiveServer(url)

@@ -12,6 +12,7 @@ from arq.connections import RedisSettings
 
 from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
+from core.notifications import mailer as mail
 from core.settings import load_settings
 from portal.logging_setup import configure_logging
 from workers.jobs import nightly_aging, snapshot_aging_batch
@@ -31,6 +32,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings.log_json)
     bind_engine(make_engine(settings.database_url))
     crypto.configure(settings.encryption_keys)
+    mail.configure(settings.smtp_url, settings.mail_from)
     await open_pool(max_size=5)
 
 
