@@ -111,15 +111,17 @@ async def list_invoices(scope: Scope, f: InvoiceFilter, today: date) -> InvoiceP
     where = await _scoped_where(scope, f, today)
     column, ascending = SORTS.get(f.sort, SORTS["-due_date"])
     total = await Invoice.count().where(where)
+    # A page past the end shows the last page rather than an empty one.
+    page = min(f.page, max(1, -(-total // f.per_page)))
     rows = (
         await Invoice.select(*LIST_COLUMNS)
         .where(where)
         .order_by(column, ascending=ascending)
         .order_by(Invoice.id, ascending=ascending)
         .limit(f.per_page)
-        .offset((f.page - 1) * f.per_page)
+        .offset((page - 1) * f.per_page)
     )
-    return InvoicePage(rows=rows, total=total, page=f.page, per_page=f.per_page)
+    return InvoicePage(rows=rows, total=total, page=page, per_page=f.per_page)
 
 
 async def export_rows(scope: Scope, f: InvoiceFilter, today: date) -> list[dict[str, Any]]:

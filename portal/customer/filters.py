@@ -53,10 +53,11 @@ def parse_invoice_filter(params: Mapping[str, str]) -> tuple[InvoiceFilter, dict
     issued_to = _date(get("to"), "to", errors)
     if issued_from and issued_to and issued_from > issued_to:
         errors["to"] = "The end date must not be before the start date."
+        issued_to = None
     q = get("q")
     if len(q) > 40:
         errors["q"] = "Search for at most 40 characters."
-        q = q[:40]
+        q = ""
     return (
         InvoiceFilter(
             status=status,

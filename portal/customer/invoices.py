@@ -61,6 +61,7 @@ class CustomerController(Controller):
             "per_page_choices": queries.PER_PAGE_CHOICES,
         }
         fragment = bool(request.htmx) and request.htmx.target == RESULTS_TARGET
+        context["fragment"] = fragment
         template = "customer/_invoice_results.html" if fragment else "customer/invoices.html"
         return Template(template, context=context, headers={"Vary": "HX-Request, HX-Target"})
 
