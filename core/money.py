@@ -57,7 +57,7 @@ from functools import cache, lru_cache
 from typing import Final
 
 from babel import Locale
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel.numbers import NumberPattern, get_currency_precision, list_currencies
 
 __all__ = [
     "AmountParseError",
@@ -476,18 +476,23 @@ def format_money(money: Money, locale: str | Locale = "en_US") -> str:
     this module's exponents even where Babel's differ). It never rounds: an amount carrying
     extra precision (a unit price such as ``0.0125``) is shown with that precision.
     """
-    loc = Locale.parse(locale)
-    pattern = copy.copy(loc.currency_formats["standard"])
-    exponent = money.currency.exponent
-    pattern.frac_prec = (exponent, exponent)
-    return format_currency(
+    loc, pattern = _currency_pattern(str(locale), money.currency.exponent)
+    return pattern.apply(
         money.amount,
-        money.currency.code,
-        format=pattern,
-        locale=loc,
+        loc,
+        currency=money.currency.code,
         currency_digits=False,
         decimal_quantization=False,
     )
+
+
+@lru_cache(maxsize=256)
+def _currency_pattern(locale: str, exponent: int) -> tuple[Locale, NumberPattern]:
+    """Parsing a locale and copying its pattern dominate formatting time; do it once."""
+    loc = Locale.parse(locale)
+    pattern = copy.copy(loc.currency_formats["standard"])
+    pattern.frac_prec = (exponent, exponent)
+    return loc, pattern
 
 
 _AMOUNT_RE: Final = re.compile(

@@ -18,6 +18,7 @@ from core.invoicing import queries
 from core.money import Money
 from portal.auth import actor_for, current_session, provide_scope, requires_customer
 from portal.customer.filters import filter_query, parse_invoice_filter
+from portal.customer.nav import nav_context
 
 RESULTS_TARGET = "invoice-results"
 
@@ -40,6 +41,7 @@ class CustomerController(Controller):
                 "nav": "dashboard",
                 "summary": summary,
                 "today": today(),
+                **await nav_context(request, access),
             },
         )
 
@@ -47,7 +49,8 @@ class CustomerController(Controller):
     async def invoices(self, request: HTMXRequest, access: Scope) -> Template:
         f, errors = parse_invoice_filter(request.query_params)
         page = await queries.list_invoices(access, f, today())
-        context = {
+        fragment = bool(request.htmx) and request.htmx.target == RESULTS_TARGET
+        context: dict[str, Any] = {
             "user": await current_session(request),
             "nav": "invoices",
             "f": f,
@@ -55,13 +58,16 @@ class CustomerController(Controller):
             "page": page,
             "today": today(),
             "query": lambda **changes: filter_query(f, **changes),
-            "organizations": await queries.organization_options(access),
-            "accounts": await queries.account_options(access),
-            "statuses": queries.STATUS_FILTERS,
-            "per_page_choices": queries.PER_PAGE_CHOICES,
+            "fragment": fragment,
         }
-        fragment = bool(request.htmx) and request.htmx.target == RESULTS_TARGET
-        context["fragment"] = fragment
+        if not fragment:  # the filter form's choices are only rendered on the full page
+            context |= {
+                "organizations": await queries.organization_options(access),
+                "accounts": await queries.account_options(access),
+                "statuses": queries.STATUS_FILTERS,
+                "per_page_choices": queries.PER_PAGE_CHOICES,
+                **await nav_context(request, access),
+            }
         template = "customer/_invoice_results.html" if fragment else "customer/invoices.html"
         return Template(template, context=context, headers={"Vary": "HX-Request, HX-Target"})
 
@@ -124,5 +130,6 @@ class CustomerController(Controller):
                 "nav": "invoices",
                 "inv": invoice,
                 "today": today(),
+                **await nav_context(request, access),
             },
         )
