@@ -1,0 +1,287 @@
+"""Cross-tenant crawl: every route (GET and POST) as every customer role of both demo
+tenants, with the other tenant's object ids substituted into every path parameter and
+form field. Zero successful accesses: no foreign data in any response, no change to any
+business table, and every foreign id in a path answers 404.
+
+New routes are picked up automatically; a path parameter the crawl does not know fails
+the test with its name, so that every new route states what its ids are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.audit.log import Actor
+from core.crypto import new_token, token_hash
+from core.db import bind_engine
+from core.identity.roles import CustomerRole
+from core.identity.services import create_user, grant_role
+from core.identity.tables import (
+    BillingAccount,
+    CustomerOrganization,
+    Invitation,
+    Membership,
+    User,
+)
+from core.invoicing.tables import Invoice
+from core.settings import load_settings
+from tests.conftest import server_env
+from tests.helpers import csrf_from, login
+
+PASSWORD = "crawl-password-123"
+SKIP_POST = ("/logout", "/login", "/account")  # own-session actions carry no object ids
+SKIP_PREFIX = ("/static", "/schema", "/health")
+
+
+@dataclass
+class Tenant:
+    root: str
+    nodes: list[int] = field(default_factory=list)
+    accounts: list[int] = field(default_factory=list)
+    invoices: list[int] = field(default_factory=list)
+    users: list[int] = field(default_factory=list)
+    invitations: list[int] = field(default_factory=list)
+    markers: set[str] = field(default_factory=set)  # strings only this tenant's pages show
+    logins: dict[str, str] = field(default_factory=dict)  # role -> email
+
+
+async def load_tenant(root_name: str) -> Tenant:
+    root = await CustomerOrganization.select().where(CustomerOrganization.name == root_name).first()
+    nodes = await CustomerOrganization.select().where(
+        CustomerOrganization.path.like(root["path"] + "%")
+    )
+    t = Tenant(root_name, nodes=[n["id"] for n in nodes])
+    accounts = await BillingAccount.select().where(BillingAccount.organization.is_in(t.nodes))
+    t.accounts = [a["id"] for a in accounts]
+    invoices = await Invoice.select(Invoice.id, Invoice.number).where(
+        Invoice.billing_account.is_in(t.accounts)
+    )
+    t.invoices = [i["id"] for i in invoices]
+    users = await User.select(User.id, User.email).where(User.organization == root["id"])
+    t.users = [u["id"] for u in users]
+    t.invitations = [
+        i["id"]
+        for i in await Invitation.select(Invitation.id).where(
+            Invitation.organization.is_in(t.nodes)
+        )
+    ]
+    t.markers = (
+        {n["name"] for n in nodes}
+        | {a["name"] for a in accounts}
+        | {a["code"] for a in accounts}
+        | {i["number"] for i in invoices if i["number"]}
+        | {u["email"] for u in users}
+    )
+    return t
+
+
+async def ensure_role(tenant: Tenant, role: CustomerRole, email: str, node: int) -> None:
+    existing = await User.select(User.id).where(User.email == email).first()
+    if existing is None:
+        user_id = await create_user(
+            email=email,
+            name=f"Crawl {role.value}",
+            organization_id=tenant.nodes[0],
+            password=PASSWORD,
+        )
+        await grant_role(user_id, node, role, Actor.system("crawl"))
+    tenant.logins[role.value] = email
+
+
+BUSINESS_TABLES = (
+    "customer_user",
+    "membership",
+    "customer_organization",
+    "billing_account",
+    "invoice",
+    "invoice_line",
+    "payment",
+    "allocation",
+    "journal_entry",
+    "invitation",
+    "sso_connection",
+    "external_identity",
+    "assisted_session",
+    "mfa_factor",
+    "recovery_code",
+    "password_reset_token",
+    "number_series",
+)
+
+
+async def fingerprint(engine) -> str:
+    digest = hashlib.sha256()
+    for table in BUSINESS_TABLES:
+        rows = await engine.run_ddl(f"SELECT * FROM {table} ORDER BY id")
+        for row in rows:
+            row = dict(row)
+            row.pop("last_login_at", None)
+            digest.update(repr(sorted(row.items())).encode())
+    return digest.hexdigest()
+
+
+def routes(tmp: Path) -> list[tuple[str, str, list[str]]]:
+    """(method, path template, path parameter names) of every route of the real app."""
+    from portal.app import create_app
+
+    app = create_app(load_settings(server_env("postgresql://unused/none", tmp)))
+    found = []
+    for route in app.routes:
+        if route.path.startswith(SKIP_PREFIX):
+            continue
+        for method in sorted(getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}):
+            found.append((method, route.path, list(route.path_parameters)))
+    return found
+
+
+def foreign_values(other: Tenant) -> dict[str, list[str]]:
+    ids = {
+        "invoice_id": other.invoices[:3],
+        "user_id": other.users[:3],
+        "organization_id": other.nodes,
+        "node_id": other.nodes,
+        "account_id": other.accounts,
+        "billing_account_id": other.accounts,
+        "invitation_id": other.invitations[:3],
+        # Staff-only objects: a customer must not reach them whatever the id.
+        "flag_id": [1, 2],
+        # Capability tokens: unguessable by design; a made-up one must reveal nothing.
+        "token": [new_token()],
+    }
+    return {k: [str(v) for v in vs] for k, vs in ids.items()}
+
+
+def form_for(other: Tenant) -> dict[str, str]:
+    node, account, user = other.nodes[-1], other.accounts[0], other.users[0]
+    invoice = other.invoices[0]
+    return {
+        "org": str(node),
+        "organization": str(node),
+        "organization_id": str(node),
+        "node": str(node),
+        "node_id": str(node),
+        "entity": str(node),
+        "account": str(account),
+        "billing_account_id": str(account),
+        "user": str(user),
+        "user_id": str(user),
+        "invoice": str(invoice),
+        "invoice_id": str(invoice),
+        "role": "admin",
+        "email": "intruder@elsewhere.example",
+        "name": "Intruder",
+        "access": "act",
+        "minutes": "30",
+        "next": "/",
+    }
+
+
+@pytest.fixture
+async def tenants(demo_db) -> AsyncIterator[tuple[Tenant, Tenant]]:
+    globex = await load_tenant("Globex Holdings")
+    initech = await load_tenant("Initech Group")
+    created: list[str] = []
+    for tenant in (globex, initech):  # one pending invitation per tenant to aim at
+        if not tenant.invitations:
+            inviter = await User.select(User.id).where(User.id.is_in(tenant.users)).first()
+            [row] = await Invitation.insert(
+                Invitation(
+                    email=f"crawl-invitee@{tenant.root.split()[0].lower()}.example",
+                    organization=tenant.nodes[0],
+                    role="viewer",
+                    token_hash=token_hash(new_token()),
+                    invited_by=inviter["id"],
+                    expires_at=datetime.now(UTC) + timedelta(days=1),
+                    created_at=datetime.now(UTC),
+                )
+            )
+            tenant.invitations = [row["id"]]
+    for tenant, role, email, node in (
+        (globex, CustomerRole.APPROVER, "crawl-approver@globex.example", globex.nodes[0]),
+        (initech, CustomerRole.ADMIN, "crawl-admin@initech.example", initech.nodes[0]),
+        (initech, CustomerRole.PAYER, "crawl-payer@initech.example", initech.nodes[1]),
+    ):
+        await ensure_role(tenant, role, email, node)
+        created.append(email)
+    globex.logins |= {
+        "admin": "alice@globex.example",
+        "payer": "bob@globex.example",
+        "viewer": "vera@globex.example",
+    }
+    initech.logins |= {"approver": "carol@initech.example", "viewer": "dan@initech.example"}
+    yield globex, initech
+    ids = [r["id"] for r in await User.select(User.id).where(User.email.is_in(created))]
+    await Membership.delete().where(Membership.user.is_in(ids or [-1]))
+    await User.delete().where(User.id.is_in(ids or [-1]))
+
+
+async def crawl_as(
+    base: str, email: str, other: Tenant, engine, all_routes: list[tuple[str, str, list[str]]]
+) -> list[str]:
+    problems: list[str] = []
+    password = PASSWORD if email.startswith("crawl-") else None
+    async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+        await (login(client, email, password) if password else login(client, email))
+        csrf = csrf_from((await client.get("/invoices")).text)
+        values = foreign_values(other)
+        form = form_for(other) | {"_csrf_token": csrf}
+        for method, template, params in all_routes:
+            unknown = [p for p in params if p not in values]
+            if unknown:
+                problems.append(f"{method} {template}: unknown path parameter(s) {unknown}")
+                continue
+            if method == "POST" and template.startswith(SKIP_POST):
+                continue
+            paths = [template]
+            for param in params:
+                paths = [
+                    re.sub(r"\{" + param + r"(:\w+)?\}", v, p) for p in paths for v in values[param]
+                ]
+            for path in paths:
+                before = await fingerprint(engine) if method == "POST" else None
+                query = {"org": form["org"], "account": form["account"]}
+                response = await client.request(
+                    method,
+                    path,
+                    data=form if method == "POST" else None,
+                    params=query if method == "GET" and not params else None,
+                )
+                leaked = sorted(m for m in other.markers if m in response.text)
+                if leaked:
+                    problems.append(f"{email} {method} {path}: shows {leaked[:3]}")
+                expected = {403, 404} if template.startswith("/staff") else {404}
+                if "token" in params:
+                    expected = {400, 404, 410}
+                if params and response.status_code not in expected:
+                    problems.append(
+                        f"{email} {method} {path}: {response.status_code}, not {sorted(expected)}"
+                    )
+                if before is not None and await fingerprint(engine) != before:
+                    problems.append(f"{email} {method} {path}: changed business data")
+                if response.status_code >= 500:
+                    problems.append(f"{email} {method} {path}: {response.status_code}")
+    return problems
+
+
+async def test_no_route_reaches_the_other_tenant(live_server, tenants, demo_db, tmp_path) -> None:
+    globex, initech = tenants
+    try:
+        all_routes = routes(tmp_path)
+    finally:
+        bind_engine(demo_db)  # building the app bound its own engine
+    assert len(all_routes) > 10
+    problems: list[str] = []
+    for me, other in ((globex, initech), (initech, globex)):
+        for _role, email in sorted(me.logins.items()):
+            problems += await crawl_as(live_server.url, email, other, demo_db, all_routes)
+    assert not problems, "\n".join(problems)
+    covered = {role for t in (globex, initech) for role in t.logins}
+    assert covered == {"viewer", "payer", "approver", "admin"}
