@@ -104,7 +104,7 @@ _ISO_EXPONENTS: Final[dict[str, int]] = {
     "YER": 2,
 }
 
-_ROUNDING_MODES: Final[frozenset[str]] = frozenset(
+ROUNDING_MODES: Final[frozenset[str]] = frozenset(
     {
         ROUND_05UP,
         ROUND_CEILING,
@@ -246,8 +246,9 @@ def _integer_scaled(value: Decimal, shift: int) -> int | None:
     return -result if sign else result
 
 
-def _check_rounding(rounding: str) -> str:
-    if rounding not in _ROUNDING_MODES:
+def check_rounding(rounding: object) -> str:
+    """Return ``rounding`` if it is a ``decimal.ROUND_*`` mode, else raise ``ValueError``."""
+    if not isinstance(rounding, str) or rounding not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding mode {rounding!r}; use a decimal.ROUND_* constant")
     return rounding
 
@@ -305,7 +306,7 @@ class Money:
     def round(self, rounding: str = ROUND_HALF_EVEN) -> Money:
         """Quantize to the currency's minor unit (half-even unless another mode is given)."""
         quantized = self.amount.quantize(
-            self.currency.quantum, rounding=_check_rounding(rounding), context=_QUANTIZE
+            self.currency.quantum, rounding=check_rounding(rounding), context=_QUANTIZE
         )
         return Money(quantized, self.currency)
 
