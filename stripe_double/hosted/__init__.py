@@ -1,0 +1,1 @@
+"""Pages the double serves to a browser: the hosted checkout and the 3-D Secure page."""
