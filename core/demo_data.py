@@ -30,7 +30,7 @@ from core.payments.allocation import AllocationRequest
 from core.payments.services import record_payment
 from core.payments.tables import Payment
 
-DEMO_PASSWORD = "ledgerline-demo"  # noqa: S105 - published demo credential
+DEMO_PASSWORD = "ledgerline-demo"  # a published demo credential
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ launcher can configure the app. Run with: ``uvicorn --factory portal.app:create_
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from litestar import Litestar
@@ -23,18 +24,31 @@ from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
 from core.settings import Settings, load_settings
+from portal.account import account_router
 from portal.api.invoices import InvoiceApiController
+from portal.assisted_sessions import assisted_sessions, view_only_guard
 from portal.auth import session_cookie_name
 from portal.auth_routes import AuthController
+from portal.customer.admin import CustomerAdminController, EntityController, InvitationController
+from portal.customer.assisted import CustomerAssistedController, leave_assisted
 from portal.customer.invoices import CustomerController
+from portal.customer.sso_admin import SsoAdminController
 from portal.embedded import start_embedded_redis
 from portal.errors import EXCEPTION_HANDLERS
 from portal.health import health
 from portal.logging_setup import configure_logging
 from portal.middleware import request_context_middleware
 from portal.sessions import SessionStore
+from portal.sso import SsoController
+from portal.staff.assisted import StaffAssistedController
 from portal.staff.console import StaffController
 from portal.templating import STATIC_DIR, TEMPLATE_DIR, configure
+
+
+def redis_namespace(database_url: str) -> str:
+    """Redis keys are namespaced by the database they belong to, so two deployments (or
+    two test runs) sharing one Redis never see each other's sessions."""
+    return "ll:" + hashlib.sha256(database_url.encode()).hexdigest()[:12]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -62,9 +76,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             AuthController,
+            account_router,
             CustomerController,
             StaffController,
+            StaffAssistedController,
+            CustomerAssistedController,
+            leave_assisted,
             InvoiceApiController,
+            CustomerAdminController,
+            InvitationController,
+            EntityController,
+            SsoController,
+            SsoAdminController,
             health,
             create_static_files_router(path="/static", directories=[STATIC_DIR], name="static"),
         ],
@@ -77,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                     redis,
                     idle_seconds=settings.session_idle_minutes * 60,
                     absolute_seconds=settings.session_absolute_hours * 3600,
+                    namespace=redis_namespace(settings.database_url),
                 ),
                 "session_cookie": session_cookie_name(secure),
                 "cookie_secure": secure,
@@ -101,7 +125,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
-        middleware=[request_context_middleware(settings.production)],
+        middleware=[request_context_middleware(settings.production), assisted_sessions],
+        guards=[view_only_guard],  # portal.assisted_sessions: view-only means read-only
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[startup],
         on_shutdown=[shutdown],

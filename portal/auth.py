@@ -14,7 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Response
 
 from core.audit.log import Actor
-from core.identity.scope import Scope, load_scope
+from core.identity.scope import Scope, load_scope, narrowed_scope
 from portal.sessions import SessionData, SessionStore
 
 
@@ -34,7 +34,12 @@ def sessions(connection: ASGIConnection) -> SessionStore:
 async def current_session(connection: ASGIConnection) -> SessionData | None:
     if "session" not in connection.state:
         sid = connection.cookies.get(connection.app.state.session_cookie)
-        connection.state.session = await sessions(connection).load(sid)
+        session = await sessions(connection).load(sid)
+        if session is not None and session.assisted:
+            # Fail closed: an assisted session counts only once portal.assisted_sessions
+            # (app middleware) has re-checked its consent for this request and put it here.
+            session = None
+        connection.state.session = session
     return connection.state.session
 
 
@@ -77,6 +82,16 @@ async def requires_staff(connection: ASGIConnection, _: BaseRouteHandler) -> Non
     await _signed_in(connection, "staff")
 
 
+async def requires_own_session(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """For pages only the person themselves may use (credentials, MFA, payment-method
+    secrets, consent to assisted sessions): refused in an assisted session."""
+    session = await current_session(connection)
+    if session is not None and session.assisted:
+        raise PermissionDeniedException(
+            "Not available in an assisted session: only the customer can use this page."
+        )
+
+
 def client_ip(connection: ASGIConnection) -> str:
     return connection.client.host if connection.client else ""
 
@@ -104,4 +119,11 @@ async def provide_scope(request: ASGIConnection) -> Scope:
     session = await current_session(request)
     assert session is not None
     assert session.kind == "customer"
-    return await load_scope(session.user_id)
+    scope = await load_scope(session.user_id)
+    if session.active_entity is not None:  # the entity switcher narrows to a subtree
+        narrowed = await narrowed_scope(scope, session.active_entity)
+        if narrowed is None:  # no longer visible (a role was removed): every entity
+            request.state.session = await sessions(request).update(session, active_entity=None)
+        else:
+            scope = narrowed
+    return scope

@@ -20,9 +20,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-_PREFIX = "ll:session:"
-_INDEX = "ll:user-sessions:"
-
 
 @dataclass(frozen=True, slots=True)
 class SessionData:
@@ -42,6 +39,7 @@ class SessionData:
     agent_id: int | None = None
     agent_name: str = ""
     access: str = "act"  # "act" or "view" (assisted view-only)
+    return_sid: str = ""  # assisted: the agent's staff session, resumed when it ends
 
     @property
     def full(self) -> bool:
@@ -57,8 +55,13 @@ class SessionData:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, idle_seconds: int, absolute_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, idle_seconds: int, absolute_seconds: int, namespace: str = "ll"
+    ) -> None:
+        """``namespace`` keeps deployments (or test runs) sharing one Redis apart."""
         self.redis = redis
+        self._session = f"{namespace}:session:"
+        self._users = f"{namespace}:user-sessions:"
         self.idle = idle_seconds
         self.absolute = absolute_seconds
 
@@ -82,13 +85,13 @@ class SessionStore:
         return data
 
     def _index(self, data: SessionData) -> str:
-        return f"{_INDEX}{data.kind}:{data.user_id}"
+        return f"{self._users}{data.kind}:{data.user_id}"
 
     async def _save(self, data: SessionData) -> None:
         ttl = min(self.idle, max(1, int(data.created_at + self.absolute - time.time())))
         payload = {k: v for k, v in asdict(data).items() if k != "sid"}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(_PREFIX + data.sid, json.dumps(payload), ex=ttl)
+            pipe.set(self._session + data.sid, json.dumps(payload), ex=ttl)
             pipe.zadd(self._index(data), {data.sid: data.created_at})
             pipe.expire(self._index(data), self.absolute)
             await pipe.execute()
@@ -96,7 +99,7 @@ class SessionStore:
     async def load(self, sid: str | None) -> SessionData | None:
         if not sid or len(sid) > 64:
             return None
-        raw = await self.redis.get(_PREFIX + sid)
+        raw = await self.redis.get(self._session + sid)
         if raw is None:
             return None
         data = SessionData(sid=sid, **json.loads(raw))
@@ -114,10 +117,10 @@ class SessionStore:
         return updated
 
     async def delete(self, sid: str) -> None:
-        raw = await self.redis.getdel(_PREFIX + sid)
+        raw = await self.redis.getdel(self._session + sid)
         if raw is not None:
             info = json.loads(raw)
-            await self.redis.zrem(f"{_INDEX}{info['kind']}:{info['user_id']}", sid)
+            await self.redis.zrem(f"{self._users}{info['kind']}:{info['user_id']}", sid)
 
     async def rotate(self, data: SessionData, **changes: Any) -> SessionData:
         """Give the session a fresh id (the old one stops working at once)."""
@@ -128,14 +131,14 @@ class SessionStore:
 
     async def list_for(self, kind: str, user_id: int) -> list[SessionData]:
         """The user's live sessions, newest first (expired ids are pruned)."""
-        index = f"{_INDEX}{kind}:{user_id}"
+        index = f"{self._users}{kind}:{user_id}"
         sids = [
             s.decode() if isinstance(s, bytes) else s
             for s in await self.redis.zrevrange(index, 0, -1)
         ]
         result = []
         for sid in sids:
-            raw = await self.redis.get(_PREFIX + sid)
+            raw = await self.redis.get(self._session + sid)
             if raw is None:
                 await self.redis.zrem(index, sid)
                 continue

@@ -36,7 +36,9 @@ TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledgerline_test"
 )
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-RUN_ID = uuid.uuid4().hex[:8]
+# Kept in the environment so a second import of this module (tests import helpers from
+# it) agrees on the database names.
+RUN_ID = os.environ.setdefault("LEDGERLINE_TEST_RUN", uuid.uuid4().hex[:8])
 
 
 def database_url(suffix: str) -> tuple[str, str]:
@@ -44,6 +46,11 @@ def database_url(suffix: str) -> tuple[str, str]:
     base = parts.path.lstrip("/") or "ledgerline_test"
     name = f"{base}_{RUN_ID}_{suffix}"
     return urlunsplit(parts._replace(path="/" + name)), name
+
+
+def live_database_url() -> str:
+    """The demo database the ``live_server`` serves (its sessions are namespaced by it)."""
+    return database_url("demo")[0]
 
 
 def admin_url() -> str:
@@ -173,7 +180,13 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """The portal served by uvicorn on localhost, over the demo database, mailing to the
     test SMTP server."""
-    env = server_env(databases.demo_url, tmp_path_factory.mktemp("var"), SMTP_URL=smtp_server[0])
+    port = free_port()
+    env = server_env(
+        databases.demo_url,
+        tmp_path_factory.mktemp("var"),
+        SMTP_URL=smtp_server[0],
+        BASE_URL=f"http://127.0.0.1:{port}",
+    )
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with serve(env, log, free_port()) as url:
+    with serve(env, log, port) as url:
         yield LiveServer(url)

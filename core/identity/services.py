@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 from core.audit.log import Actor, AuditRecord, record
 from core.db import transaction
 from core.errors import NotFound, ValidationFailed
+from core.identity.mfa import has_confirmed_factor
 from core.identity.passwords import hash_password, password_problem, verify_password
 from core.identity.roles import CustomerRole, StaffRole
 from core.identity.tables import (
@@ -219,12 +220,16 @@ class SignedIn:
     name: str
     email: str
     role: str = ""
+    # "" (signed in), "totp" (a second-factor code is due) or "enroll" (staff without MFA)
+    second_factor: str = ""
 
 
 async def authenticate(email: str, password: str, actor: Actor) -> SignedIn | None:
     """Check a local password for a customer user, then for a staff user.
 
-    Both outcomes are audited; an unknown email costs the same as a wrong password.
+    Both outcomes are audited; an unknown email costs the same as a wrong password. A
+    password alone completes the sign-in only without MFA: with a confirmed factor the
+    result asks for a code, and staff without one must enroll (``second_factor``).
     """
     email = normalize_email(email)
     user = (
@@ -252,11 +257,18 @@ async def authenticate(email: str, password: str, actor: Actor) -> SignedIn | No
     signed_in = None
     if ok and found is not None:
         kind = "customer" if user else "staff"
+        second = "totp" if await has_confirmed_factor(kind, found["id"]) else ""
+        second = "enroll" if kind == "staff" and not second else second
         signed_in = SignedIn(
-            kind, found["id"], found["name"], found["email"], found.get("role", "")
+            kind, found["id"], found["name"], found["email"], found.get("role", ""), second
         )
+    action, data = "login.failed", {"email": email}
+    if signed_in:
+        action, data = "login.succeeded", {}
+        if signed_in.second_factor:
+            action, data = "login.password_accepted", {"second_factor": signed_in.second_factor}
     async with transaction():
-        if signed_in and signed_in.kind == "customer":
+        if signed_in and signed_in.kind == "customer" and not signed_in.second_factor:
             await User.update({User.last_login_at: datetime.now(UTC)}).where(
                 User.id == signed_in.id
             )
@@ -268,10 +280,10 @@ async def authenticate(email: str, password: str, actor: Actor) -> SignedIn | No
                     ip=actor.ip,
                     user_agent=actor.user_agent,
                 ),
-                action="login.succeeded" if signed_in else "login.failed",
-                object_type="user",
+                action=action,
+                object_type="staff_user" if signed_in and signed_in.kind == "staff" else "user",
                 object_id=signed_in.id if signed_in else "",
-                data={} if signed_in else {"email": email},
+                data=data,
             )
         )
     return signed_in

@@ -135,7 +135,7 @@ async def export_rows(scope: Scope, f: InvoiceFilter, today: date) -> list[dict[
     )
 
 
-MAX_ID = 2**63 - 1
+MAX_ID = 2**31 - 1  # ids are PostgreSQL "serial" (int4)
 
 
 async def get_invoice(scope: Scope, invoice_id: int) -> dict[str, Any]:

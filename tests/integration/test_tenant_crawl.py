@@ -25,10 +25,12 @@ from core.db import bind_engine
 from core.identity.roles import CustomerRole
 from core.identity.services import create_user, grant_role
 from core.identity.tables import (
+    AssistedSession,
     BillingAccount,
     CustomerOrganization,
     Invitation,
     Membership,
+    StaffUser,
     User,
 )
 from core.invoicing.tables import Invoice
@@ -49,6 +51,7 @@ class Tenant:
     invoices: list[int] = field(default_factory=list)
     users: list[int] = field(default_factory=list)
     invitations: list[int] = field(default_factory=list)
+    assisted: list[int] = field(default_factory=list)  # assisted-session requests
     markers: set[str] = field(default_factory=set)  # strings only this tenant's pages show
     logins: dict[str, str] = field(default_factory=dict)  # role -> email
 
@@ -151,11 +154,15 @@ def foreign_values(other: Tenant) -> dict[str, list[str]]:
         "account_id": other.accounts,
         "billing_account_id": other.accounts,
         "invitation_id": other.invitations[:3],
+        "assisted_id": other.assisted,
         # Staff-only objects: a customer must not reach them whatever the id.
         "flag_id": [1, 2],
         # Capability tokens: unguessable by design; a made-up one must reveal nothing.
         "token": [new_token()],
     }
+    # Out-of-range ids (past int4, past int8) must be a plain 404 too, never a 500.
+    for name in ("invoice_id", "user_id", "node_id", "invitation_id"):
+        ids[name] = [*ids[name], 2**31, 10**20]
     return {k: [str(v) for v in vs] for k, vs in ids.items()}
 
 
@@ -204,6 +211,18 @@ async def tenants(demo_db) -> AsyncIterator[tuple[Tenant, Tenant]]:
                 )
             )
             tenant.invitations = [row["id"]]
+    agent = await StaffUser.select(StaffUser.id).first()
+    for tenant in (globex, initech):  # one waiting assisted-session request per tenant
+        [row] = await AssistedSession.insert(
+            AssistedSession(
+                agent=agent["id"],
+                user=tenant.users[0],
+                reason="crawl",
+                ticket_ref="CRAWL",
+                requested_at=datetime.now(UTC),
+            )
+        )
+        tenant.assisted = [row["id"]]
     for tenant, role, email, node in (
         (globex, CustomerRole.APPROVER, "crawl-approver@globex.example", globex.nodes[0]),
         (initech, CustomerRole.ADMIN, "crawl-admin@initech.example", initech.nodes[0]),
@@ -218,6 +237,9 @@ async def tenants(demo_db) -> AsyncIterator[tuple[Tenant, Tenant]]:
     }
     initech.logins |= {"approver": "carol@initech.example", "viewer": "dan@initech.example"}
     yield globex, initech
+    await AssistedSession.delete().where(
+        AssistedSession.id.is_in(globex.assisted + initech.assisted or [-1])
+    )
     ids = [r["id"] for r in await User.select(User.id).where(User.email.is_in(created))]
     await Membership.delete().where(Membership.user.is_in(ids or [-1]))
     await User.delete().where(User.id.is_in(ids or [-1]))

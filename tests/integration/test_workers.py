@@ -49,8 +49,11 @@ async def test_aging_snapshots_once_per_account_and_day(db, queue) -> None:
     pool, name = queue
     accounts = [await billing_account("EUR", code="A-1")]
     inv = await create_draft(accounts[0], lines("100.00", rate="0"), SYSTEM)
-    await finalize(inv, SYSTEM, issue_date=date(2026, 9, 1))  # due 2026-09-15
-    as_of = date(2026, 11, 1)
+    # arq job ids are global in Redis and deterministic per day: pick a year no other
+    # recent run used, so a run right after another is not refused as a duplicate.
+    year = 2100 + uuid.uuid4().int % 5000
+    await finalize(inv, SYSTEM, issue_date=date(year, 9, 1))  # due 15 September
+    as_of = date(year, 11, 1)  # 47 days past due
 
     first = await enqueue_aging(pool, as_of)
     second = await enqueue_aging(pool, as_of)  # same ids: arq refuses the duplicate
@@ -83,7 +86,8 @@ async def flaky(ctx: dict[str, Any], key: str, fail_times: int) -> str:
 
 async def test_transient_failures_are_retried_with_backoff(db, queue) -> None:
     pool, name = queue
-    job = await pool.enqueue_job("flaky", "twice", 2, _job_id="flaky:twice")
+    job_id = f"flaky:twice:{uuid.uuid4().hex}"
+    job = await pool.enqueue_job("flaky", job_id, 2, _job_id=job_id)
     w = worker(pool, name, [func(flaky, name="flaky")], max_tries=3)
     await w.main()
     assert await job.result(timeout=5) == "done after 3"
@@ -93,12 +97,13 @@ async def test_transient_failures_are_retried_with_backoff(db, queue) -> None:
 
 async def test_last_failed_try_is_recorded_for_staff(db, queue) -> None:
     pool, name = queue
-    job = await pool.enqueue_job("flaky", "always", 99, _job_id="flaky:always")
+    job_id = f"flaky:always:{uuid.uuid4().hex}"
+    job = await pool.enqueue_job("flaky", job_id, 99, _job_id=job_id)
     w = worker(pool, name, [func(flaky, name="flaky")], max_tries=3)
     await w.main()
     assert w.jobs_failed == 1
-    assert await Job("flaky:always", pool, _queue_name=name).status() == JobStatus.complete
-    failure = await JobFailure.select().where(JobFailure.job_id == "flaky:always").first()
+    assert await Job(job_id, pool, _queue_name=name).status() == JobStatus.complete
+    failure = await JobFailure.select().where(JobFailure.job_id == job_id).first()
     assert failure["tries"] == 3
     assert "database unreachable (try 3)" in failure["error"]
     with pytest.raises(ConnectionError):
