@@ -46,7 +46,7 @@ DEMO_LOGINS: tuple[DemoLogin, ...] = (
     DemoLogin("vera@globex.example", "viewer", "Globex Europe GmbH"),
     DemoLogin("carol@initech.example", "approver", "Initech Group (whole group)"),
     DemoLogin("dan@initech.example", "viewer", "Initech Software Inc."),
-    DemoLogin("ops@ledgerline.example", "staff: finance_admin", "Ledgerline staff"),
+    DemoLogin("ops@ledgerline.example", "staff: finance_admin", "Ledgerline staff (sets up MFA)"),
 )
 
 _PRODUCTS = (
