@@ -8,18 +8,29 @@ was decided (audit events, ``SecurityFlag`` rows), each in one transaction.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from asyncpg.exceptions import UniqueViolationError
+
 from core import crypto
 from core.audit.log import Actor, AuditRecord, record
-from core.db import for_update, transaction
+from core.db import advisory_lock, for_update, transaction
 from core.errors import DomainError, NotFound, ValidationFailed
+from core.identity.admin import email_problem
 from core.identity.passwords import hash_password, password_problem, verify_password
 from core.identity.roles import StaffRole
 from core.identity.services import normalize_email
-from core.identity.tables import PasswordResetToken, SecurityFlag, StaffUser, User
+from core.identity.sso import identity_lock_key
+from core.identity.tables import (
+    ExternalIdentity,
+    PasswordResetToken,
+    SecurityFlag,
+    StaffUser,
+    User,
+)
 
 FLAG_KINDS = ("login_failures_account", "login_failures_ip", "lockout", "mfa_failures")
 FLAG_LABELS = {
@@ -29,6 +40,7 @@ FLAG_LABELS = {
     "mfa_failures": "Repeated wrong two-step codes",
 }
 RESET_TTL = timedelta(hours=1)
+EMAIL_CHANGE_TTL = timedelta(hours=1)
 
 
 class NotPermitted(DomainError):
@@ -437,3 +449,188 @@ async def reset_password(token: str, new: str, confirm: str, actor: Actor) -> Pa
             )
         )
     return PasswordReset(kind, principal_id, str(account["email"]))
+
+
+# ---------------------------------------------------------------- email address
+
+
+async def sso_managed(kind: str, principal_id: int) -> bool:
+    """A customer user linked to an identity at their company's provider: the provider,
+    not Ledgerline, manages their email address."""
+    return kind == "customer" and bool(
+        await ExternalIdentity.exists().where(ExternalIdentity.user == principal_id)
+    )
+
+
+async def _email_in_use(email: str) -> bool:
+    """By any customer or staff user (sign-in looks an address up in both tables)."""
+    return bool(
+        await User.exists().where(User.email == email)
+        or await StaffUser.exists().where(StaffUser.email == email)
+    )
+
+
+def _credential_stamp(password_hash: str) -> str:
+    """A fingerprint of the password a pending change was asked with: changing or
+    resetting the password makes the pending change's link stop working."""
+    return crypto.token_hash("email-change:" + (password_hash or ""))[:32]
+
+
+class SsoManaged(DomainError):
+    """The user's company identity provider manages their email address."""
+
+
+class EmailChangeInvalid(DomainError):
+    """The pending change no longer applies (the account changed since it was asked)."""
+
+
+class EmailAddressTaken(DomainError):
+    """Another account took the address between the request and the confirmation."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChangeRequest:
+    """A checked request, not yet done: the caller keeps it (with a single-use token
+    mailed to ``new_email``) and passes it back to ``change_email`` once confirmed."""
+
+    kind: str
+    principal_id: int
+    name: str
+    old_email: str
+    new_email: str
+    stamp: str
+
+
+async def request_email_change(
+    kind: str, principal_id: int, current_password: str, new_email: str, actor: Actor
+) -> EmailChangeRequest:
+    """Check a signed-in user's request to change their email address: their current
+    password, then a valid address that no customer or staff user has. Nothing changes
+    yet. Field errors are keyed ``new_email`` and ``current_password``."""
+    table = _table(kind)
+    new = normalize_email(new_email)[:320]
+    errors: dict[str, str] = {}
+    if not new:
+        errors["new_email"] = "Enter your new email address."
+    elif problem := email_problem(new):
+        errors["new_email"] = problem
+    result = None
+    async with transaction():
+        row = await for_update(
+            table.select(table.email, table.name, table.password_hash, table.is_active).where(
+                table.id == principal_id
+            )
+        ).first()
+        if row is None or not row["is_active"]:
+            raise NotFound("user")
+        if await sso_managed(kind, principal_id):
+            raise SsoManaged("Your company's identity provider manages your email address.")
+        if not verify_password(row["password_hash"], current_password):
+            await record(
+                AuditRecord(
+                    actor=actor,
+                    action="account.email_change_failed",
+                    object_type=_object_type(kind),
+                    object_id=principal_id,
+                    data={"reason": "wrong_password"},
+                )
+            )
+            errors = {"current_password": "That is not your current password.", **errors}
+        elif not errors:
+            if new == row["email"]:
+                errors["new_email"] = "This is already your email address."
+            elif await _email_in_use(new):
+                errors["new_email"] = "This email address is already in use. Use another one."
+        if not errors:
+            result = EmailChangeRequest(
+                kind=kind,
+                principal_id=principal_id,
+                name=str(row["name"]),
+                old_email=str(row["email"]),
+                new_email=new,
+                stamp=_credential_stamp(row["password_hash"]),
+            )
+            await record(
+                AuditRecord(
+                    actor=actor,
+                    action="account.email_change_requested",
+                    object_type=_object_type(kind),
+                    object_id=principal_id,
+                    data={"old_email": result.old_email, "new_email": new},
+                )
+            )
+    if errors or result is None:  # raised after the transaction: the failure audit is kept
+        raise ValidationFailed(errors)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class EmailChanged:
+    kind: str
+    principal_id: int
+    old_email: str
+    new_email: str
+
+
+async def change_email(pending: EmailChangeRequest, actor: Actor) -> EmailChanged:
+    """Carry out a confirmed change, in one transaction. The address is checked again
+    under a lock on it (the one SSO provisioning takes, so the two cannot both claim it)
+    and under the table's unique index; the caller signs out the other sessions.
+
+    Raises ``EmailAddressTaken`` when another account has the address by now, and
+    ``EmailChangeInvalid`` when the account changed since the request (another email,
+    another password, deactivated, linked to SSO)."""
+    kind, principal_id, new = pending.kind, pending.principal_id, pending.new_email
+    table = _table(kind)
+    try:
+        async with transaction():
+            await advisory_lock(identity_lock_key("email", new))
+            row = await for_update(
+                table.select(table.email, table.password_hash, table.is_active).where(
+                    table.id == principal_id
+                )
+            ).first()
+            if (
+                row is None
+                or not row["is_active"]
+                or row["email"] != pending.old_email
+                or not crypto.same(_credential_stamp(row["password_hash"]), pending.stamp)
+                or await sso_managed(kind, principal_id)
+            ):
+                raise EmailChangeInvalid("This link no longer works.")
+            if await _email_in_use(new):
+                raise EmailAddressTaken(new)
+            await table.update({table.email: new}).where(table.id == principal_id)
+            await record(
+                AuditRecord(
+                    actor=actor,
+                    action="account.email_changed",
+                    object_type=_object_type(kind),
+                    object_id=principal_id,
+                    data={"old_email": pending.old_email, "new_email": new},
+                )
+            )
+    except EmailAddressTaken:
+        await _email_change_refused(pending, "address_taken", actor)
+        raise
+    except (UniqueViolationError, sqlite3.IntegrityError) as exc:
+        # A race the lock cannot see (a user created meanwhile without taking it).
+        await _email_change_refused(pending, "address_taken", actor)
+        raise EmailAddressTaken(new) from exc
+    except EmailChangeInvalid:
+        await _email_change_refused(pending, "account_changed", actor)
+        raise
+    return EmailChanged(kind, principal_id, pending.old_email, new)
+
+
+async def _email_change_refused(pending: EmailChangeRequest, reason: str, actor: Actor) -> None:
+    async with transaction():
+        await record(
+            AuditRecord(
+                actor=actor,
+                action="account.email_change_failed",
+                object_type=_object_type(pending.kind),
+                object_id=pending.principal_id,
+                data={"reason": reason, "new_email": pending.new_email},
+            )
+        )

@@ -582,7 +582,9 @@ async def record_refusal(
         )
 
 
-def _lock_key(issuer: str, subject: str) -> int:
+def identity_lock_key(issuer: str, subject: str) -> int:
+    """Advisory-lock key for one external identity, or for an email address with
+    ``issuer="email"``: serializes whoever provisions or renames that identity."""
     digest = hashlib.sha256(f"sso:{issuer}\n{subject}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -651,7 +653,7 @@ async def _complete_login(
         if not subject:
             raise SsoRefused("id_token_claims", "no subject")
         root_id = int(conn["organization"])
-        await advisory_lock(_lock_key(issuer, subject))
+        await advisory_lock(identity_lock_key(issuer, subject))
         link = (
             await ExternalIdentity.select(ExternalIdentity.id, ExternalIdentity.user)
             .where((ExternalIdentity.issuer == issuer) & (ExternalIdentity.subject == subject))
@@ -703,7 +705,7 @@ async def _complete_login(
                 raise SsoRefused("domain_not_allowed", email_domain(email))
             if not roles:
                 raise SsoRefused("no_role", "the claims grant no role")
-            await advisory_lock(_lock_key("email", email))
+            await advisory_lock(identity_lock_key("email", email))
             if await User.exists().where(User.email == email):
                 raise SsoRefused("email_in_use")
             name = str(claims.get("name") or "").strip()[:200] or email.split("@")[0]

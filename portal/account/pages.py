@@ -1,9 +1,9 @@
 """``/account``: profile, password change, two-step verification, active sessions, and
 the re-authentication that sensitive changes need.
 
-Changing the password or anything about MFA needs a proof of identity from the last
-five minutes (``SessionData.fresh_auth()``); otherwise the user is sent to
-``/account/reauth``. None of this is reachable in an assisted session: a support agent
+Changing the password, the email address or anything about MFA needs a proof of
+identity from the last five minutes (``SessionData.fresh_auth()``); otherwise the user
+is sent to ``/account/reauth``. None of this is reachable in an assisted session: a support agent
 never sees or changes credentials.
 """
 
@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -27,7 +28,17 @@ from litestar.response import Redirect, Response, Template
 from core import crypto
 from core.errors import Conflict, ValidationFailed
 from core.identity import mfa
-from core.identity.security import account_email, audit_event, change_password, check_password
+from core.identity.security import (
+    EMAIL_CHANGE_TTL,
+    SsoManaged,
+    account_email,
+    audit_event,
+    change_password,
+    check_password,
+    request_email_change,
+    sso_managed,
+)
+from portal.account.email_change import pending_changes, send_email_change_mails
 from portal.account.qr import grouped, qr_data_uri
 from portal.auth import (
     SignInIncomplete,
@@ -51,7 +62,15 @@ NOTICES = {
     "mfa-off": "Two-step verification is turned off.",
     "recovery-code-used": "You signed in with a recovery code. Each code works only once.",
     "reauth-ok": "Thanks, you can make changes for the next five minutes.",
+    "email-sent": (
+        "We sent a confirmation link to your new email address. Your address changes when "
+        f"you open it (within {int(EMAIL_CHANGE_TTL.total_seconds() // 60)} minutes)."
+    ),
 }
+SSO_MANAGED = (
+    "Your company's identity provider manages your email address: ask your administrator "
+    "to change it there."
+)
 
 
 async def _account_session(connection: ASGIConnection, allow_enroll: bool) -> SessionData:
@@ -147,10 +166,12 @@ class AccountController(Controller):
         request: Request[Any, Any, Any],
         *,
         errors: dict[str, str] | None = None,
+        values: dict[str, str] | None = None,
         notice: str = "",
         status: int = 200,
     ) -> Template:
         session = await _session(request)
+        managed = await sso_managed(session.kind, session.user_id)
         rows = [
             SessionRow(
                 handle=session_handle(s.sid),
@@ -173,7 +194,13 @@ class AccountController(Controller):
                 "sessions": rows,
                 "others": sum(1 for r in rows if not r.current),
                 "fresh": session.fresh_auth(),
+                "sso_managed": managed,
+                "sso_managed_text": SSO_MANAGED,
+                "pending_email": None
+                if managed
+                else await pending_changes(request).pending_for(session.kind, session.user_id),
                 "errors": errors or {},
+                "values": values or {},
                 "notice": notice,
             },
             status_code=status,
@@ -227,6 +254,69 @@ class AccountController(Controller):
         response = Redirect("/account?notice=password-changed", status_code=303)
         set_session_cookie(request, response, rotated.sid)
         return response
+
+    # ------------------------------------------------------------ email address
+
+    @post("/email", guards=[requires_account], status_code=303)
+    async def email(self, request: Request[Any, Any, Any], data: Form) -> Any:
+        """Check the request and mail a confirmation link to the new address (and a
+        notice to the old one); the address changes when the link is used."""
+        session = await _session(request)
+        if not session.fresh_auth():
+            return _reauth("/account#email")
+        new_email = (data.get("new_email") or "").strip()[:320]
+        values = {"new_email": new_email}
+        email = await account_email(session.kind, session.user_id)
+        limiter = throttle(request)
+        if await limiter.locked(email):
+            return await self._home(
+                request,
+                errors={"email_password": "Too many attempts: try again later."},
+                values=values,
+                status=429,
+            )
+        store = pending_changes(request)
+        if not await store.allow(session.kind, session.user_id):
+            return await self._home(
+                request,
+                errors={"new_email": "Too many change requests: try again in an hour."},
+                values=values,
+                status=429,
+            )
+        try:
+            change = await request_email_change(
+                session.kind,
+                session.user_id,
+                (data.get("email_password") or "")[:1024],
+                new_email,
+                actor_for(request),
+            )
+        except SsoManaged:
+            raise PermissionDeniedException(SSO_MANAGED) from None
+        except ValidationFailed as exc:
+            # The form's password field has its own name (the password form's is taken).
+            errors = {
+                ("email_password" if k == "current_password" else k): v
+                for k, v in exc.errors.items()
+            }
+            if "email_password" in errors:
+                assessment = await note_failure(request, email)
+                if assessment.lock:
+                    errors["email_password"] = "Too many attempts: try again later."
+            return await self._home(request, errors=errors, values=values, status=400)
+        await limiter.success(email)
+        token = await store.put(change)
+        return Redirect(
+            "/account?notice=email-sent",
+            status_code=303,
+            background=BackgroundTask(
+                send_email_change_mails,
+                request.app.template_engine,
+                request.app.state.settings.base_url,
+                change,
+                token,
+            ),
+        )
 
     # ------------------------------------------------------------ sessions
 
