@@ -88,6 +88,36 @@ async def _locked(invoice_id: int) -> dict[str, Any]:
     return row
 
 
+async def _post_invoice_entry(
+    inv: dict[str, Any], event: str, description: str, effective: date, reverse: bool = False
+) -> None:
+    """AR against revenue and tax payable (one line per tax code), or its exact reversal."""
+    tax_lines = await InvoiceLine.select(InvoiceLine.tax_code, InvoiceLine.tax_minor).where(
+        InvoiceLine.invoice == inv["id"]
+    )
+    ar_side, other_side = (credit, debit) if reverse else (debit, credit)
+    ba = inv["billing_account"]
+    await post(
+        EntrySpec(
+            issuing_entity_id=inv["issuing_entity"],
+            currency=inv["currency"],
+            effective_date=effective,
+            source_type="invoice",
+            source_id=inv["id"],
+            event=event,
+            description=description,
+            lines=[
+                ar_side(acct.AR, inv["total_minor"], billing_account_id=ba),
+                other_side(acct.REVENUE, inv["subtotal_minor"], billing_account_id=ba),
+                *[
+                    other_side(acct.TAX_PAYABLE, t["tax_minor"], tax_code=t["tax_code"])
+                    for t in tax_lines
+                ],
+            ],
+        )
+    )
+
+
 async def finalize(invoice_id: int, actor: Actor, issue_date: date | None = None) -> str:
     """Number the invoice, set its dates, open it and post AR against revenue and tax."""
     async with transaction():
@@ -112,29 +142,7 @@ async def finalize(invoice_id: int, actor: Actor, issue_date: date | None = None
                 Invoice.finalized_at: datetime.now(UTC),
             }
         ).where(Invoice.id == invoice_id)
-        tax_lines = await InvoiceLine.select(InvoiceLine.tax_code, InvoiceLine.tax_minor).where(
-            InvoiceLine.invoice == invoice_id
-        )
-        ba = inv["billing_account"]
-        await post(
-            EntrySpec(
-                issuing_entity_id=inv["issuing_entity"],
-                currency=inv["currency"],
-                effective_date=issued,
-                source_type="invoice",
-                source_id=invoice_id,
-                event="finalized",
-                description=f"Invoice {number}",
-                lines=[
-                    debit(acct.AR, inv["total_minor"], billing_account_id=ba),
-                    credit(acct.REVENUE, inv["subtotal_minor"], billing_account_id=ba),
-                    *[
-                        credit(acct.TAX_PAYABLE, t["tax_minor"], tax_code=t["tax_code"])
-                        for t in tax_lines
-                    ],
-                ],
-            )
-        )
+        await _post_invoice_entry(inv, "finalized", f"Invoice {number}", issued)
         await record(
             AuditRecord(actor, "invoice.finalized", "invoice", invoice_id, data={"number": number})
         )
@@ -150,28 +158,8 @@ async def void(invoice_id: int, actor: Actor, reason: str) -> None:
         await Invoice.update(
             {Invoice.status: "void", Invoice.balance_minor: 0, Invoice.closed_at: datetime.now(UTC)}
         ).where(Invoice.id == invoice_id)
-        tax_lines = await InvoiceLine.select(InvoiceLine.tax_code, InvoiceLine.tax_minor).where(
-            InvoiceLine.invoice == invoice_id
-        )
-        ba = inv["billing_account"]
-        await post(
-            EntrySpec(
-                issuing_entity_id=inv["issuing_entity"],
-                currency=inv["currency"],
-                effective_date=datetime.now(UTC).date(),
-                source_type="invoice",
-                source_id=invoice_id,
-                event="voided",
-                description=f"Void {inv['number']}",
-                lines=[
-                    credit(acct.AR, inv["total_minor"], billing_account_id=ba),
-                    debit(acct.REVENUE, inv["subtotal_minor"], billing_account_id=ba),
-                    *[
-                        debit(acct.TAX_PAYABLE, t["tax_minor"], tax_code=t["tax_code"])
-                        for t in tax_lines
-                    ],
-                ],
-            )
+        await _post_invoice_entry(
+            inv, "voided", f"Void {inv['number']}", datetime.now(UTC).date(), reverse=True
         )
         await record(
             AuditRecord(actor, "invoice.voided", "invoice", invoice_id, reason_code=reason)
