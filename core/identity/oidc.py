@@ -18,12 +18,12 @@ import base64
 import hashlib
 import secrets
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import (
@@ -34,6 +34,11 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
+
+with warnings.catch_warnings():
+    # authlib's httpx integration announces a future move to "httpx2"; we use httpx.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
