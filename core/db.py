@@ -30,6 +30,7 @@ APP_MODULES: tuple[str, ...] = (
     "core.ledger.piccolo_app",
     "core.audit.piccolo_app",
     "core.operations.piccolo_app",
+    "core.usage.piccolo_app",
 )
 
 _engine: Engine | None = None

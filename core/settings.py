@@ -38,6 +38,8 @@ class Settings:
     smtp_url: str | None
     mail_from: str
     base_url: str
+    usage_rate_limit: int = 60  # requests per key per window on POST /api/v1/usage
+    usage_rate_window: int = 10  # seconds
 
     @property
     def production(self) -> bool:
@@ -134,4 +136,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_url=smtp_url,
         mail_from=env.get("MAIL_FROM") or "Ledgerline <billing@ledgerline.localhost>",
         base_url=(env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/"),
+        usage_rate_limit=_int(env, "USAGE_RATE_LIMIT", 60),
+        usage_rate_window=_int(env, "USAGE_RATE_WINDOW", 10),
     )

@@ -26,6 +26,7 @@ from core.notifications import mailer as mail
 from core.settings import Settings, load_settings
 from portal.account import account_router
 from portal.api.invoices import InvoiceApiController
+from portal.api.usage import UsageApiController
 from portal.assisted_sessions import assisted_sessions, view_only_guard
 from portal.auth import session_cookie_name
 from portal.auth_routes import AuthController
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CustomerAssistedController,
             leave_assisted,
             InvoiceApiController,
+            UsageApiController,
             CustomerAdminController,
             InvitationController,
             EntityController,
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "redis": redis,
                 "embedded_redis": embedded,
+                "namespace": redis_namespace(settings.database_url),
                 "sessions": SessionStore(
                     redis,
                     idle_seconds=settings.session_idle_minutes * 60,

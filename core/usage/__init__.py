@@ -1,0 +1,1 @@
+"""Metered usage: organization-scoped API keys and batch ingestion of usage events."""
