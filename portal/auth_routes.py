@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Template
 
 from core.identity import mfa
@@ -90,7 +90,9 @@ def _signed_out(response: Any, request: Request[Any, Any, Any]) -> Any:
 
 class AuthController(Controller):
     @get("/login", name="login", media_type=MediaType.HTML)
-    async def login_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def login_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Any:
         session = await current_session(request)
         if session is not None and session.full:
             return Redirect(_safe_next(next, home_for(session.kind)))
@@ -159,7 +161,9 @@ class AuthController(Controller):
         return Redirect(where_to_continue(await current_session(request)))
 
     @get("/login/mfa", name="login_mfa", media_type=MediaType.HTML)
-    async def mfa_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def mfa_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Any:
         session = await current_session(request)
         if session is None or session.stage != "mfa":
             return Redirect(where_to_continue(session))

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 from litestar import Controller, MediaType, Request, get, post
+from litestar.params import FromPath
 from litestar.response import Template
 from litestar.template import TemplateEngineProtocol
 from redis.asyncio import Redis
@@ -184,7 +185,7 @@ class EmailConfirmController(Controller):
         )
 
     @get("/{token:str}", name="account_email_confirm")
-    async def confirm_form(self, request: Request[Any, Any, Any], token: str) -> Template:
+    async def confirm_form(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
         if not _TOKEN.match(token):
             return await self._page(request, "invalid", status=400)
         change = await pending_changes(request).peek(token)
@@ -193,7 +194,7 @@ class EmailConfirmController(Controller):
         return await self._page(request, "form", token=token, new_email=change.new_email)
 
     @post("/{token:str}", status_code=200)
-    async def confirm(self, request: Request[Any, Any, Any], token: str) -> Template:
+    async def confirm(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
         if not _TOKEN.match(token):
             return await self._page(request, "invalid", status=400)
         change = await pending_changes(request).take(token)

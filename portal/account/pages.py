@@ -22,7 +22,7 @@ from litestar.connection import ASGIConnection
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from core import crypto
@@ -208,7 +208,9 @@ class AccountController(Controller):
         )
 
     @get("/", name="account", guards=[requires_account])
-    async def home(self, request: Request[Any, Any, Any], notice: str | None = None) -> Template:
+    async def home(
+        self, request: Request[Any, Any, Any], notice: FromQuery[str | None] = None
+    ) -> Template:
         return await self._home(request, notice=NOTICES.get(notice or "", ""))
 
     @post("/password", guards=[requires_account], status_code=303)
@@ -396,7 +398,9 @@ class AccountController(Controller):
         )
 
     @get("/mfa", name="account_mfa", guards=[requires_account_or_enrollment])
-    async def mfa_page(self, request: Request[Any, Any, Any], replace: bool = False) -> Any:
+    async def mfa_page(
+        self, request: Request[Any, Any, Any], replace: FromQuery[bool] = False
+    ) -> Any:
         session = await _session(request)
         state = await mfa.status(session.kind, session.user_id)
         if state.confirmed and not replace:
@@ -525,7 +529,9 @@ class AccountController(Controller):
         )
 
     @get("/reauth", name="account_reauth", guards=[requires_account_or_enrollment])
-    async def reauth_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def reauth_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Any:
         return await self._reauth_page(await _session(request), _safe_next(next))
 
     @post("/reauth", guards=[requires_account_or_enrollment], status_code=303)

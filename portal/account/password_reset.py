@@ -15,7 +15,7 @@ import structlog
 from litestar import Controller, MediaType, Request, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from litestar.response import Template
 from litestar.template import TemplateEngineProtocol
 
@@ -103,7 +103,7 @@ class PasswordResetController(Controller):
         )
 
     @get("/reset/{token:str}", name="password_reset", media_type=MediaType.HTML)
-    async def reset_form(self, token: str) -> Template:
+    async def reset_form(self, token: FromPath[str]) -> Template:
         if not await reset_token_valid(token):
             return Template(
                 "auth/reset.html", context={"state": "invalid", "errors": {}}, status_code=400
@@ -115,7 +115,9 @@ class PasswordResetController(Controller):
         )
 
     @post("/reset/{token:str}", status_code=200, media_type=MediaType.HTML)
-    async def reset(self, request: Request[Any, Any, Any], token: str, data: Form) -> Template:
+    async def reset(
+        self, request: Request[Any, Any, Any], token: FromPath[str], data: Form
+    ) -> Template:
         try:
             done = await reset_password(
                 token,

@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 
 from core.identity.scope import Scope
 from core.invoicing import queries
@@ -64,7 +65,9 @@ class InvoiceApiController(Controller):
     tags = ["invoices"]
 
     @get("/", summary="List invoices in the caller's scope")
-    async def list_invoices(self, request: Request[Any, Any, Any], access: Scope) -> Any:
+    async def list_invoices(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Any:
         """Same filters as the invoice page: status, org, account, from, to, q, sort,
         page, per_page. Amounts are decimal strings in the invoice currency."""
         f, errors = parse_invoice_filter(request.query_params)
@@ -80,5 +83,7 @@ class InvoiceApiController(Controller):
         )
 
     @get("/{invoice_id:int}", summary="One invoice in the caller's scope")
-    async def get_invoice(self, access: Scope, invoice_id: int) -> InvoiceOut:
+    async def get_invoice(
+        self, access: NamedDependency[Scope], invoice_id: FromPath[int]
+    ) -> InvoiceOut:
         return _out(await queries.get_invoice(access, invoice_id))

@@ -14,11 +14,11 @@ from typing import Annotated, Any
 import structlog
 from litestar import Controller, MediaType, Request, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -132,12 +132,16 @@ class CustomerAdminController(Controller):
     dependencies = {"access": Provide(provide_scope)}
 
     @get("/", name="admin_users", media_type=MediaType.HTML)
-    async def users(self, request: Request[Any, Any, Any], access: Scope) -> Template:
+    async def users(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Template:
         users = await admin.list_users(_area(request))
         return await _page(request, access, "admin/users.html", users=users, sub="users")
 
     @get("/invite", name="admin_invite", media_type=MediaType.HTML)
-    async def invite_form(self, request: Request[Any, Any, Any], access: Scope) -> Template:
+    async def invite_form(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Template:
         return await _page(
             request,
             access,
@@ -147,7 +151,9 @@ class CustomerAdminController(Controller):
         )
 
     @post("/invite", guards=ACTION_GUARDS, media_type=MediaType.HTML, status_code=303)
-    async def invite(self, request: Request[Any, Any, Any], access: Scope, data: Form) -> Any:
+    async def invite(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope], data: Form
+    ) -> Any:
         session = await current_session(request)
         assert session is not None
         form = {k: _clip(data, k, 320) for k in ("email", "node", "role")}
@@ -178,7 +184,9 @@ class CustomerAdminController(Controller):
         return Redirect(f"/admin/users/invitations?notice={notice}", status_code=303)
 
     @get("/invitations", name="admin_invitations", media_type=MediaType.HTML)
-    async def invitations(self, request: Request[Any, Any, Any], access: Scope) -> Template:
+    async def invitations(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Template:
         rows = await admin.list_invitations(_area(request))
         return await _page(
             request, access, "admin/invitations.html", invitations=rows, sub="invitations"
@@ -191,7 +199,10 @@ class CustomerAdminController(Controller):
         status_code=303,
     )
     async def revoke(
-        self, request: Request[Any, Any, Any], access: Scope, invitation_id: int
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        invitation_id: FromPath[int],
     ) -> Any:
         session = await current_session(request)
         assert session is not None
@@ -212,7 +223,10 @@ class CustomerAdminController(Controller):
 
     @get("/{user_id:int}", name="admin_user", media_type=MediaType.HTML)
     async def user_detail(
-        self, request: Request[Any, Any, Any], access: Scope, user_id: int
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        user_id: FromPath[int],
     ) -> Template:
         return await self._detail(request, access, user_id)
 
@@ -250,7 +264,11 @@ class CustomerAdminController(Controller):
 
     @post("/{user_id:int}/roles", guards=ACTION_GUARDS, media_type=MediaType.HTML, status_code=303)
     async def set_role(
-        self, request: Request[Any, Any, Any], access: Scope, user_id: int, data: Form
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        user_id: FromPath[int],
+        data: Form,
     ) -> Any:
         session = await current_session(request)
         assert session is not None
@@ -271,7 +289,11 @@ class CustomerAdminController(Controller):
         status_code=303,
     )
     async def remove_role(
-        self, request: Request[Any, Any, Any], access: Scope, user_id: int, node_id: int
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        user_id: FromPath[int],
+        node_id: FromPath[int],
     ) -> Any:
         session = await current_session(request)
         assert session is not None
@@ -289,7 +311,12 @@ class CustomerAdminController(Controller):
         media_type=MediaType.HTML,
         status_code=303,
     )
-    async def deactivate(self, request: Request[Any, Any, Any], access: Scope, user_id: int) -> Any:
+    async def deactivate(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        user_id: FromPath[int],
+    ) -> Any:
         return await self._set_active(request, access, user_id, False)
 
     @post(
@@ -298,7 +325,12 @@ class CustomerAdminController(Controller):
         media_type=MediaType.HTML,
         status_code=303,
     )
-    async def reactivate(self, request: Request[Any, Any, Any], access: Scope, user_id: int) -> Any:
+    async def reactivate(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        user_id: FromPath[int],
+    ) -> Any:
         return await self._set_active(request, access, user_id, True)
 
     async def _set_active(
@@ -381,7 +413,7 @@ class InvitationController(Controller):
     path = "/invitations"
 
     @get("/{token:str}", name="invitation", media_type=MediaType.HTML)
-    async def show(self, request: Request[Any, Any, Any], token: str) -> Template:
+    async def show(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Template:
         return await self._show(request, token)
 
     async def _show(
@@ -425,7 +457,9 @@ class InvitationController(Controller):
         )
 
     @post("/{token:str}", media_type=MediaType.HTML, status_code=303)
-    async def accept(self, request: Request[Any, Any, Any], token: str, data: Form) -> Any:
+    async def accept(
+        self, request: Request[Any, Any, Any], token: FromPath[str], data: Form
+    ) -> Any:
         session = await current_session(request)
         name = _clip(data, "name", 400)
         try:
@@ -466,7 +500,9 @@ class EntityController(Controller):
     dependencies = {"access": Provide(provide_scope)}
 
     @post("/", name="switch_entity", media_type=MediaType.HTML, status_code=303)
-    async def switch(self, request: Request[Any, Any, Any], access: Scope, data: Form) -> Redirect:
+    async def switch(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope], data: Form
+    ) -> Redirect:
         raw = _clip(data, "entity", 32).strip()
         node_id = None
         if raw != ALL_ENTITIES:

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from litestar.response import Redirect, Response, Template
 
 from core.errors import Conflict, ValidationFailed
@@ -106,12 +106,18 @@ class CustomerAssistedController(Controller):
         )
 
     @get("/", name="assisted", media_type=MediaType.HTML)
-    async def index(self, request: Request[Any, Any, Any], access: Scope) -> Template:
+    async def index(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Template:
         return await self._page(request, access)
 
     @post("/{assisted_id:int}/grant", media_type=MediaType.HTML, status_code=303)
     async def grant(
-        self, request: Request[Any, Any, Any], access: Scope, assisted_id: int, data: Form
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        assisted_id: FromPath[int],
+        data: Form,
     ) -> Any:
         session = await current_session(request)
         assert session is not None
@@ -137,7 +143,12 @@ class CustomerAssistedController(Controller):
         return Redirect("/assisted?notice=granted", status_code=303)
 
     @post("/{assisted_id:int}/deny", media_type=MediaType.HTML, status_code=303)
-    async def deny(self, request: Request[Any, Any, Any], access: Scope, assisted_id: int) -> Any:
+    async def deny(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        assisted_id: FromPath[int],
+    ) -> Any:
         session = await current_session(request)
         assert session is not None
         try:
@@ -148,7 +159,11 @@ class CustomerAssistedController(Controller):
 
     @post("/{assisted_id:int}/end", media_type=MediaType.HTML, status_code=303)
     async def end(
-        self, request: Request[Any, Any, Any], access: Scope, assisted_id: int, data: Form
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        assisted_id: FromPath[int],
+        data: Form,
     ) -> Redirect:
         session = await current_session(request)
         assert session is not None

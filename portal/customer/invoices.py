@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
@@ -32,7 +33,9 @@ class CustomerController(Controller):
     dependencies = {"access": Provide(provide_scope)}
 
     @get("/", name="dashboard")
-    async def dashboard(self, request: Request[Any, Any, Any], access: Scope) -> Template:
+    async def dashboard(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Template:
         summary = await queries.dashboard(access, today())
         return Template(
             "customer/dashboard.html",
@@ -46,7 +49,7 @@ class CustomerController(Controller):
         )
 
     @get("/invoices", name="invoices")
-    async def invoices(self, request: HTMXRequest, access: Scope) -> Template:
+    async def invoices(self, request: HTMXRequest, access: NamedDependency[Scope]) -> Template:
         f, errors = parse_invoice_filter(request.query_params)
         page = await queries.list_invoices(access, f, today())
         fragment = bool(request.htmx) and request.htmx.target == RESULTS_TARGET
@@ -72,7 +75,9 @@ class CustomerController(Controller):
         return Template(template, context=context, headers={"Vary": "HX-Request, HX-Target"})
 
     @get("/invoices/export.csv", name="invoices_export")
-    async def export(self, request: Request[Any, Any, Any], access: Scope) -> Response[str]:
+    async def export(
+        self, request: Request[Any, Any, Any], access: NamedDependency[Scope]
+    ) -> Response[str]:
         f, _ = parse_invoice_filter(request.query_params)
         rows = await queries.export_rows(access, f, today())
         out = io.StringIO()
@@ -120,7 +125,10 @@ class CustomerController(Controller):
 
     @get("/invoices/{invoice_id:int}", name="invoice_detail")
     async def invoice_detail(
-        self, request: Request[Any, Any, Any], access: Scope, invoice_id: int
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        invoice_id: FromPath[int],
     ) -> Template:
         invoice = await queries.get_invoice(access, invoice_id)
         return Template(

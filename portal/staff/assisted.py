@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import structlog
 from litestar import Controller, MediaType, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath
 from litestar.response import Redirect, Template
 
 from core.errors import Conflict, ValidationFailed
@@ -146,7 +146,7 @@ class StaffAssistedController(Controller):
         return Redirect(f"/staff/assisted?notice={notice}", status_code=303)
 
     @post("/{assisted_id:int}/start", media_type=MediaType.HTML, status_code=303)
-    async def start(self, request: Request[Any, Any, Any], assisted_id: int) -> Any:
+    async def start(self, request: Request[Any, Any, Any], assisted_id: FromPath[int]) -> Any:
         session = await _staff(request)
         try:
             started = await assisted.start(
@@ -174,7 +174,7 @@ class StaffAssistedController(Controller):
         return response
 
     @post("/{assisted_id:int}/end", media_type=MediaType.HTML, status_code=303)
-    async def end(self, request: Request[Any, Any, Any], assisted_id: int) -> Redirect:
+    async def end(self, request: Request[Any, Any, Any], assisted_id: FromPath[int]) -> Redirect:
         session = await _staff(request)
         await assisted.end_by_agent(assisted_id, agent_id=session.user_id, actor=actor_for(request))
         return Redirect("/staff/assisted?notice=withdrawn", status_code=303)

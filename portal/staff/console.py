@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import PermissionDeniedException
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from core.audit.log import verify_chain
@@ -45,7 +46,7 @@ class StaffController(Controller):
 
     @post("/security-flags/{flag_id:int}/resolve", status_code=303)
     async def resolve_security_flag(
-        self, request: Request[Any, Any, Any], flag_id: int
+        self, request: Request[Any, Any, Any], flag_id: FromPath[int]
     ) -> Redirect:
         session = await current_session(request)
         assert session is not None  # requires_staff

@@ -35,7 +35,7 @@ from core.identity.tables import (
 )
 from core.invoicing.tables import Invoice
 from core.settings import load_settings
-from tests.conftest import server_env
+from tests.conftest import live_database_url, server_env
 from tests.helpers import csrf_from, login
 
 PASSWORD = "crawl-password-123"
@@ -131,11 +131,11 @@ async def fingerprint(engine) -> str:
     return digest.hexdigest()
 
 
-def routes(tmp: Path) -> list[tuple[str, str, list[str]]]:
+def routes(database: str, tmp: Path) -> list[tuple[str, str, list[str]]]:
     """(method, path template, path parameter names) of every route of the real app."""
     from portal.app import create_app
 
-    app = create_app(load_settings(server_env("postgresql://unused/none", tmp)))
+    app = create_app(load_settings(server_env(database, tmp)))
     found = []
     for route in app.routes:
         if route.path.startswith(SKIP_PREFIX):
@@ -296,7 +296,7 @@ async def crawl_as(
 async def test_no_route_reaches_the_other_tenant(live_server, tenants, demo_db, tmp_path) -> None:
     globex, initech = tenants
     try:
-        all_routes = routes(tmp_path)
+        all_routes = routes(live_database_url(), tmp_path)
     finally:
         bind_engine(demo_db)  # building the app bound its own engine
     assert len(all_routes) > 10
