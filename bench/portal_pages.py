@@ -29,32 +29,29 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-
-BENCH_DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledgerline_bench"
+import asyncpg
+import httpx
+from bench_support import (
+    BENCH_REDIS_URL,
+    ROOT,
+    SECRET_KEY,
+    create_database,
+    database_urls,
+    drop_database,
+    free_port,
 )
-BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-SECRET_KEY = "bench-secret-" + "k" * 40
+
 USER_EMAIL = "viewer@bench-holdings.example"
 USER_PASSWORD = "bench-password-correct-horse"
 INVOICE_COUNT = 10_000
@@ -68,33 +65,6 @@ _CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 
 # --------------------------------------------------------------------------- database
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def database_urls() -> tuple[str, str, str]:
-    """(bench database URL, its name, maintenance database URL)."""
-    base = urlsplit(BENCH_DATABASE_URL).path.lstrip("/") or "ledgerline_bench"
-    name = f"{base}_{uuid.uuid4().hex[:8]}"
-    return _with_db(BENCH_DATABASE_URL, name), name, _with_db(BENCH_DATABASE_URL, "postgres")
-
-
-async def create_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 INVOICE_COLUMNS = (
@@ -257,12 +227,6 @@ async def seed(url: str, today: date) -> SeedInfo:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

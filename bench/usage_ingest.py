@@ -37,26 +37,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-import msgspec  # noqa: E402
-
-BENCH_DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ledgerline_bench"
+import asyncpg
+import httpx
+import msgspec
+from bench_support import (
+    BENCH_REDIS_URL,
+    ROOT,
+    SECRET_KEY,
+    create_database,
+    database_urls,
+    drop_database,
+    free_port,
 )
-BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-SECRET_KEY = "bench-secret-" + "k" * 40
+
 BATCH = 10_000
 DUPLICATE_SHARE = 0.05
 ACCOUNT_CODE = "BENCH-USD-1"
@@ -64,10 +62,6 @@ REQUEST_TIMEOUT = 60.0
 SERVER_START_TIMEOUT = 30.0
 SEED = 20_261_122
 METRICS = ("api.calls", "storage.gb_hours", "compute.seconds")
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 async def seed(url: str) -> tuple[int, int, str]:
@@ -128,14 +122,6 @@ def make_batches(count: int, rng: random.Random) -> list[bytes]:
         sent.extend(e["id"] for e in events[:: max(1, BATCH // 500)])
         bodies.append(encode({"events": events}))
     return bodies
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(env: dict[str, str], log_path: Path, workers: int) -> tuple[Any, str]:
@@ -258,14 +244,9 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
 
-    base = urlsplit(BENCH_DATABASE_URL).path.lstrip("/") or "ledgerline_bench"
-    name = f"{base}_{uuid.uuid4().hex[:8]}"
-    url = _with_db(BENCH_DATABASE_URL, name)
-    admin = _with_db(BENCH_DATABASE_URL, "postgres")
+    url, name, admin = database_urls()
     tmp = Path(tempfile.mkdtemp(prefix="ledgerline-bench-"))
-    conn = await asyncpg.connect(admin, timeout=10)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
+    await create_database(admin, name)
     process = None
     try:
         from core.db import migrate
@@ -329,11 +310,7 @@ async def main() -> None:
     finally:
         if process is not None:
             stop_server(process)
-        conn = await asyncpg.connect(admin, timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(admin, name)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
