@@ -31,6 +31,16 @@ APP_MODULES: tuple[str, ...] = (
     "core.audit.piccolo_app",
     "core.operations.piccolo_app",
     "core.usage.piccolo_app",
+    "core.catalog.piccolo_app",
+    "core.billing.piccolo_app",
+    "core.billing.runs_app",
+    "core.idempotency.piccolo_app",
+    "core.wallet.piccolo_app",
+    "core.remittance.piccolo_app",
+    "core.cash.piccolo_app",
+    "core.collections.piccolo_app",
+    "core.fx.piccolo_app",
+    "core.tax.piccolo_app",
 )
 
 _engine: Engine | None = None

@@ -40,6 +40,11 @@ class Settings:
     base_url: str
     usage_rate_limit: int = 60  # requests per key per window on POST /api/v1/usage
     usage_rate_window: int = 10  # seconds
+    # Stripe: the API key, the API base (None: real Stripe; the embedded run and the tests
+    # point it at the Stripe test double), and the webhook signing secret (whsec_...).
+    stripe_api_key: str = "sk_test_ledgerline_local"
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: str = "whsec_ledgerline_local"
 
     @property
     def production(self) -> bool:
@@ -138,4 +143,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=(env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         usage_rate_limit=_int(env, "USAGE_RATE_LIMIT", 60),
         usage_rate_window=_int(env, "USAGE_RATE_WINDOW", 10),
+        **_stripe(env, mode),
     )
+
+
+def _stripe(env: Mapping[str, str], mode: str) -> dict[str, str | None]:
+    key = env.get("STRIPE_API_KEY") or "sk_test_ledgerline_local"
+    secret = env.get("STRIPE_WEBHOOK_SECRET") or "whsec_ledgerline_local"
+    base = (env.get("STRIPE_API_BASE") or "").rstrip("/") or None
+    if not key.startswith(("sk_", "rk_")):
+        raise ConfigError("STRIPE_API_KEY must be a Stripe secret key (sk_... or rk_...)")
+    if not secret.startswith("whsec_"):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
+    if base is not None and not base.startswith(("http://", "https://")):
+        raise ConfigError(f"STRIPE_API_BASE must be an http(s) URL, got {base!r}")
+    if mode == "production" and ("STRIPE_API_KEY" not in env or "STRIPE_WEBHOOK_SECRET" not in env):
+        raise ConfigError(
+            "Refusing to start in production without STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET"
+        )
+    return {"stripe_api_key": key, "stripe_api_base": base, "stripe_webhook_secret": secret}

@@ -24,6 +24,16 @@ from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
 from core.settings import Settings, load_settings
+from portal import (
+    billing_runs,
+    cash,
+    collections,
+    finance,
+    payments,
+    remittance,
+    subscriptions,
+    wallet,
+)
 from portal.account import account_router
 from portal.api.invoices import InvoiceApiController
 from portal.api.usage import UsageApiController
@@ -91,6 +101,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SsoController,
             SsoAdminController,
             health,
+            *payments.ROUTES,
+            *wallet.ROUTES,
+            *remittance.ROUTES,
+            *cash.ROUTES,
+            *collections.ROUTES,
+            *subscriptions.ROUTES,
+            *billing_runs.ROUTES,
+            *finance.ROUTES,
             create_static_files_router(path="/static", directories=[STATIC_DIR], name="static"),
         ],
         state=State(

@@ -29,6 +29,7 @@ from piccolo.engine.base import Engine
 
 from core.db import all_tables, bind_engine, make_engine, migrate
 from core.demo_data import seed_demo
+from stripe_double import Config, RunningDouble, start_in_thread
 from tests.serving import serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,9 +168,34 @@ def server_env(database: str, var_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+STRIPE_TEST_KEY = "sk_test_ledgerline_tests"
+STRIPE_TEST_WEBHOOK_SECRET = "whsec_ledgerline_tests"
+FAST_WEBHOOK_RETRIES = [0.05, 0.1, 0.2]
+
+
+@pytest.fixture(scope="session")
+def stripe_double() -> Iterator[RunningDouble]:
+    """A Stripe test double for in-process tests; webhooks are not pushed (``manual``
+    mode): tests fetch events or post signed payloads to the app themselves."""
+    running = start_in_thread(
+        config=Config(webhook_mode="manual", webhook_retry_delays=list(FAST_WEBHOOK_RETRIES))
+    )
+    yield running
+    running.stop()
+
+
+def stripe_env(double_url: str) -> dict[str, str]:
+    return {
+        "STRIPE_API_BASE": double_url,
+        "STRIPE_API_KEY": STRIPE_TEST_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_TEST_WEBHOOK_SECRET,
+    }
+
+
 @dataclass
 class LiveServer:
     url: str
+    stripe_url: str = ""
 
 
 @pytest.fixture(scope="session")
@@ -179,14 +205,23 @@ def live_server(
     smtp_server: tuple[str, Mailbox],
 ) -> Iterator[LiveServer]:
     """The portal served by uvicorn on localhost, over the demo database, mailing to the
-    test SMTP server."""
+    test SMTP server, paying through its own Stripe double (which pushes signed webhooks
+    to the portal's /webhooks/stripe)."""
     port = free_port()
+    double = start_in_thread(
+        webhooks={f"http://127.0.0.1:{port}/webhooks/stripe": STRIPE_TEST_WEBHOOK_SECRET},
+        config=Config(webhook_retry_delays=list(FAST_WEBHOOK_RETRIES)),
+    )
     env = server_env(
         databases.demo_url,
         tmp_path_factory.mktemp("var"),
         SMTP_URL=smtp_server[0],
         BASE_URL=f"http://127.0.0.1:{port}",
+        **stripe_env(double.url),
     )
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with serve(env, log, port) as url:
-        yield LiveServer(url)
+    try:
+        with serve(env, log, port) as url:
+            yield LiveServer(url, double.url)
+    finally:
+        double.stop()

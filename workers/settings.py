@@ -15,6 +15,16 @@ from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
 from core.settings import load_settings
 from portal.logging_setup import configure_logging
+from workers import (
+    billing_runs_jobs,
+    cash_jobs,
+    collections_jobs,
+    finance_jobs,
+    payments_jobs,
+    remittance_jobs,
+    subscriptions_jobs,
+    wallet_jobs,
+)
 from workers.jobs import nightly_aging, snapshot_aging_batch
 from workers.retry import MAX_TRIES
 
@@ -40,9 +50,24 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await close_pool()
 
 
+_AREAS = (
+    payments_jobs,
+    wallet_jobs,
+    remittance_jobs,
+    cash_jobs,
+    collections_jobs,
+    subscriptions_jobs,
+    billing_runs_jobs,
+    finance_jobs,
+)
+
+
 class WorkerSettings:
-    functions = [snapshot_aging_batch]
-    cron_jobs = [cron(nightly_aging, hour={1}, minute={5}, run_at_startup=False, unique=True)]
+    functions = [snapshot_aging_batch, *(f for m in _AREAS for f in m.FUNCTIONS)]
+    cron_jobs = [
+        cron(nightly_aging, hour={1}, minute={5}, run_at_startup=False, unique=True),
+        *(c for m in _AREAS for c in m.CRON_JOBS),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_tries = MAX_TRIES

@@ -53,6 +53,23 @@ class Invoice(Table, tablename="invoice"):
     created_at = Timestamptz()
     finalized_at = Timestamptz(null=True, default=None)
     closed_at = Timestamptz(null=True, default=None)
+    # Who or what drafted it ("staff:12", "run:7", "system"): approval needs someone else.
+    created_by = Varchar(length=64, default="")
+    document_type = Varchar(length=16, default="invoice")  # invoice | credit_memo
+    # tax: pending (not computed yet), calculated, estimated (fallback rules), exempt
+    tax_status = Varchar(length=16, default="pending")
+    # approval: not_required, pending, approved (by someone other than created_by)
+    approval_status = Varchar(length=16, default="not_required")
+    approved_by = Varchar(length=64, default="")
+    # Exchange rate to the issuing entity's functional currency, frozen at finalization.
+    functional_currency = Varchar(length=3, default="")
+    fx_rate = Numeric(digits=(20, 10), null=True, default=None)
+    fx_source = Varchar(length=32, default="")
+    fx_date = Date(null=True, default=None)
+    # The billing period an invoice run produced it for (informational; idempotency of
+    # runs lives in the billing_runs tables).
+    period_start = Timestamptz(null=True, default=None)
+    period_end = Timestamptz(null=True, default=None)
 
 
 class InvoiceLine(Table, tablename="invoice_line"):
@@ -65,6 +82,11 @@ class InvoiceLine(Table, tablename="invoice_line"):
     tax_rate = Numeric(digits=(9, 6), default=Decimal(0))
     tax_minor = BigInt(default=0)
     tax_code = Varchar(length=32, default="")
+    # recurring, usage, proration, discount, milestone, correction, manual
+    kind = Varchar(length=24, default="manual")
+    revenue_account = Varchar(length=16, default="4000")  # 4000 revenue, 2300 deferred
+    period_start = Timestamptz(null=True, default=None)
+    period_end = Timestamptz(null=True, default=None)
 
 
 class AgingSnapshot(Table, tablename="aging_snapshot"):

@@ -32,9 +32,12 @@ def test_production_refuses_to_start_without_its_settings(tmp_path: Path) -> Non
             "REDIS_URL": "redis://r:6379/0",
             "DATABASE_URL": "postgresql://u@db/ledgerline",
             "ENCRYPTION_KEYS": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=",
+            "STRIPE_API_KEY": "sk_live_x",
+            "STRIPE_WEBHOOK_SECRET": "whsec_x",
         }
     )
     assert ok.production
+    assert ok.stripe_api_base is None  # real Stripe
     assert ok.log_json
     assert not (tmp_path / "secret_key").exists()
     with pytest.raises(ConfigError, match="ENCRYPTION_KEYS"):
@@ -56,6 +59,9 @@ def test_production_refuses_to_start_without_its_settings(tmp_path: Path) -> Non
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with"),
         ({"LEDGERLINE_ENV": "staging"}, "LEDGERLINE_ENV must be"),
         ({"SESSION_IDLE_MINUTES": "0"}, "SESSION_IDLE_MINUTES must be positive"),
+        ({"STRIPE_API_KEY": "pk_test_x"}, "STRIPE_API_KEY must be a Stripe secret key"),
+        ({"STRIPE_WEBHOOK_SECRET": "nope"}, "STRIPE_WEBHOOK_SECRET must be"),
+        ({"STRIPE_API_BASE": "ftp://x"}, "STRIPE_API_BASE must be an http"),
     ],
 )
 def test_bad_configuration_gets_a_clear_message(

@@ -1,0 +1,1 @@
+"""Write-offs, unapplied cash applications and refunds, with approvals."""

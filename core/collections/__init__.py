@@ -1,0 +1,1 @@
+"""Chargebacks, dunning schedules and reminders, promises to pay."""

@@ -1,0 +1,1 @@
+"""Exchange rates (manual and ECB reference rates)."""

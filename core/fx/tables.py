@@ -1,0 +1,3 @@
+"""Exchange rates (manual and ECB reference rates). tables."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Idempotency keys of mutating API calls and portal actions."""

@@ -1,0 +1,1 @@
+"""Bank statements, their lines, column mappings and matching."""

@@ -1,0 +1,1 @@
+"""Tax registrations, rates, provider settings and calculation records."""

@@ -1,0 +1,1 @@
+"""Saved payment methods (Stripe tokens only) and autopay enrollments."""
