@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from core.audit.log import Actor
+from core.billing.demo import seed_catalog
 from core.identity.roles import CustomerRole, StaffRole
 from core.identity.services import (
     create_billing_account,
@@ -27,6 +28,7 @@ from core.invoicing.services import create_draft, finalize, mark_uncollectible, 
 from core.invoicing.tables import Invoice
 from core.ledger.posting import ensure_chart
 from core.payments.allocation import AllocationRequest
+from core.payments.demo import seed_payment_settings
 from core.payments.services import record_payment
 from core.payments.tables import Payment
 
@@ -151,6 +153,8 @@ async def seed_demo(invoices_per_account: int = 75, today: date | None = None) -
         await _seed_invoices(
             rng, account_id, currency_code, tax_rate, invoices_per_account, today, system
         )
+    await seed_catalog(system, today)
+    await seed_payment_settings()
     return True
 
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
+from core.payments import gateway as stripe_gateway
 from core.settings import Settings, load_settings
 from portal import (
     billing_runs,
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     bind_engine(make_engine(settings.database_url))
     crypto.configure(settings.encryption_keys)
     mail.configure(settings.smtp_url, settings.mail_from)
+    stripe_gateway.configure(settings)
     embedded: Any = None
     redis_url = settings.redis_url
     if redis_url is None:
@@ -137,7 +139,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=secure,
             cookie_httponly=True,
             cookie_samesite="strict",
-            exclude=["/health", "/api/"],
+            exclude=["/health", "/api/", "/webhooks/"],
         ),
         plugins=[HTMXPlugin()],
         openapi_config=OpenAPIConfig(

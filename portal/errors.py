@@ -22,6 +22,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.identity.security import NotPermitted
 from portal.auth import SignInIncomplete
 
 log = structlog.get_logger("ledgerline.errors")
@@ -98,6 +99,8 @@ def handle_domain(request: Request[Any, Any, Any], exc: Exception) -> Response:
         return _respond(request, 422, str(exc), errors=exc.errors)
     if isinstance(exc, Conflict):
         return _respond(request, 409, str(exc))
+    if isinstance(exc, NotPermitted):
+        return _respond(request, 403, str(exc) or "Your role does not allow this.")
     return handle_unexpected(request, exc)
 
 
@@ -111,5 +114,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     NotFound: handle_domain,
     ValidationFailed: handle_domain,
     Conflict: handle_domain,
+    NotPermitted: handle_domain,
     Exception: handle_unexpected,
 }

@@ -18,7 +18,7 @@ from typing import Any
 from core.db import bind_engine, close_pool, make_engine, migrate, open_pool
 from core.demo_data import DEMO_LOGINS, DEMO_PASSWORD, seed_demo
 from core.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
-from portal.embedded import start_embedded_redis
+from portal.embedded import start_embedded_redis, start_stripe_double, stripe_double_wanted
 
 
 async def _seed(settings: Settings) -> bool:
@@ -54,7 +54,20 @@ def main() -> int:
         embedded, env["REDIS_URL"] = start_embedded_redis(settings.var_dir)
         print(f"Embedded Redis on {env['REDIS_URL']}", flush=True)
     python = sys.executable
-    children = [
+    children: list[subprocess.Popen[bytes]] = []
+    if stripe_double_wanted(env):
+        secret = env.get("STRIPE_WEBHOOK_SECRET") or "whsec_ledgerline_local"
+        double, double_url = start_stripe_double(
+            host=settings.host, portal_url=settings.base_url, webhook_secret=secret
+        )
+        children.append(double)
+        env |= {
+            "STRIPE_API_BASE": double_url,
+            "STRIPE_API_KEY": "sk_test_ledgerline_local",
+            "STRIPE_WEBHOOK_SECRET": secret,
+        }
+        print(f"Stripe test double on {double_url} (test card 4242 4242 4242 4242)", flush=True)
+    children += [
         subprocess.Popen(  # noqa: S603
             [python, "-m", "arq", "workers.settings.WorkerSettings"],
             cwd=PROJECT_ROOT,

@@ -45,7 +45,10 @@ RUN_ID = os.environ.setdefault("LEDGERLINE_TEST_RUN", uuid.uuid4().hex[:8])
 def database_url(suffix: str) -> tuple[str, str]:
     parts = urlsplit(TEST_DATABASE_URL)
     base = parts.path.lstrip("/") or "ledgerline_test"
-    name = f"{base}_{RUN_ID}_{suffix}"
+    # Under pytest-xdist each worker gets its own databases (and so its own Redis
+    # namespace, which is derived from the database URL).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    name = f"{base}_{RUN_ID}{'_' + worker if worker else ''}_{suffix}"
     return urlunsplit(parts._replace(path="/" + name)), name
 
 

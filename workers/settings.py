@@ -13,6 +13,7 @@ from arq.connections import RedisSettings
 from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
+from core.payments import gateway as stripe_gateway
 from core.settings import load_settings
 from portal.logging_setup import configure_logging
 from workers import (
@@ -43,6 +44,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     bind_engine(make_engine(settings.database_url))
     crypto.configure(settings.encryption_keys)
     mail.configure(settings.smtp_url, settings.mail_from)
+    stripe_gateway.configure(settings)
     await open_pool(max_size=5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from core.audit.chain import (
     verify,
 )
 from core.audit.tables import AuditEvent
-from core.db import advisory_lock, transaction
+from core.db import advisory_lock, is_sqlite, transaction
 
 # Arbitrary constant: the PostgreSQL advisory-lock key that serializes chain appends.
 _CHAIN_LOCK_KEY = 0x4C4C_4155  # "LLAU"
@@ -72,6 +73,81 @@ async def record(event: AuditRecord) -> str:
         digest = event_hash(prev_hash, fields)
         await AuditEvent.insert(AuditEvent(**fields, prev_hash=prev_hash, hash=digest))
     return digest
+
+
+async def record_many(events: Sequence[AuditRecord]) -> list[str]:
+    """Append many events in order inside the caller's transaction, chained exactly as
+    ``record`` would chain them one by one (one lock, one read, one bulk insert)."""
+    if not events:
+        return []
+    async with transaction():
+        await advisory_lock(_CHAIN_LOCK_KEY)
+        last = (
+            await AuditEvent.select(AuditEvent.hash)
+            .order_by(AuditEvent.id, ascending=False)
+            .first()
+        )
+        prev_hash = last["hash"] if last else GENESIS_HASH
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        hashes: list[str] = []
+        for event in events:
+            fields: dict[str, Any] = {
+                "occurred_at": now,
+                "actor_type": event.actor.type,
+                "actor_id": event.actor.id,
+                "on_behalf_of": event.actor.on_behalf_of,
+                "action": event.action,
+                "object_type": event.object_type,
+                "object_id": str(event.object_id),
+                "reason_code": event.reason_code,
+                "ip": event.actor.ip[:64],
+                "user_agent": event.actor.user_agent[:300],
+                "data": canonical_data(event.data),
+            }
+            digest = event_hash(prev_hash, fields)
+            rows.append({**fields, "prev_hash": prev_hash, "hash": digest})
+            hashes.append(digest)
+            prev_hash = digest
+        if is_sqlite():
+            # ids ascend in insertion order within one multi-row INSERT (the order
+            # verify_chain walks); chunks keep each statement under the parameter limit.
+            for start in range(0, len(rows), 200):
+                await AuditEvent.insert(*[AuditEvent(**r) for r in rows[start : start + 200]])
+        else:
+            await _insert_ordered(rows)
+    return hashes
+
+
+_BULK_COLUMNS = (
+    ("occurred_at", "timestamptz"),
+    ("actor_type", "text"),
+    ("actor_id", "text"),
+    ("on_behalf_of", "text"),
+    ("action", "text"),
+    ("object_type", "text"),
+    ("object_id", "text"),
+    ("reason_code", "text"),
+    ("ip", "text"),
+    ("user_agent", "text"),
+    ("data", "json"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
+)
+
+
+async def _insert_ordered(rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL: one INSERT … SELECT over typed arrays, ordered so ids follow the
+    chain order."""
+    names = [name for name, _ in _BULK_COLUMNS]
+    arrays = [[row[name] for row in rows] for name in names]
+    unnest = ", ".join(f"{{}}::{pg_type}[]" for _, pg_type in _BULK_COLUMNS)
+    cols = ", ".join(names)
+    await AuditEvent.raw(
+        f"INSERT INTO audit_event ({cols}) SELECT {cols} FROM unnest({unnest}) "
+        f"WITH ORDINALITY AS v({cols}, n) ORDER BY n",
+        *arrays,
+    )
 
 
 async def verify_chain(batch: int = 5000) -> ChainReport:

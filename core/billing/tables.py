@@ -28,6 +28,14 @@ class Subscription(Table, tablename="subscription"):
     [current_period_start, current_period_end) in UTC, computed in the account's
     timezone from ``anchor_day``. ``version`` increases with every change (optimistic
     check on top of the row lock taken by every service that changes it).
+
+    The anchor is ``core.billing.periods.BillingAnchor(anchor_day, anchor_month,
+    anchor_year)``: periods of an N-month price start every N months counted from
+    anchor_year/anchor_month (``core.billing.subscriptions.anchor_of(row)`` builds it).
+    During a trial the current period is [start, trial_end) and nothing is billed; when
+    the trial ends the first paid period starts. ``cancel_at_period_end``: the period is
+    billed, the next one is not (the subscription becomes canceled at its end).
+    ``discount_periods_used`` counts the periods billed with the discount so far.
     """
 
     billing_account = ForeignKey(
@@ -37,6 +45,8 @@ class Subscription(Table, tablename="subscription"):
     quantity = Numeric(digits=(18, 6))
     status = Varchar(length=16, index=True)
     anchor_day = Integer(default=1)
+    anchor_month = Integer(default=1)
+    anchor_year = Integer(default=2000)
     current_period_start = Timestamptz()
     current_period_end = Timestamptz(index=True)
     trial_end = Timestamptz(null=True, default=None)
@@ -53,7 +63,8 @@ class SubscriptionChange(Table, tablename="subscription_change"):
     """Every change of a subscription, with the proration it produced.
 
     kind: create, change_price, change_quantity, cancel_now, cancel_at_period_end,
-    reactivate. Amounts are signed minor units (credit negative)."""
+    reactivate, restart, trial_ended, canceled_at_period_end, past_due, past_due_cleared.
+    Amounts are signed minor units (credit negative)."""
 
     subscription = ForeignKey(Subscription, index=True, null=False, on_delete=OnDelete.restrict)
     kind = Varchar(length=24)
@@ -86,4 +97,8 @@ class PendingCharge(Table, tablename="pending_charge"):
     trigger = Text(default="")  # e.g. "acceptance of phase 1" for a milestone
     triggered_at = Timestamptz(null=True, default=None)
     invoice = ForeignKey(Invoice, null=True, default=None, on_delete=OnDelete.restrict)
+    # The subscription change (plan/quantity change, cancel, start) that produced it.
+    subscription_change = ForeignKey(
+        SubscriptionChange, null=True, default=None, on_delete=OnDelete.restrict
+    )
     created_at = Timestamptz()

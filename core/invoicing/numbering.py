@@ -1,42 +1,64 @@
-"""Gapless invoice numbers, taken from a locked per-series counter inside the
+"""Gapless invoice numbers, taken from locked per-series counters inside the
 finalizing transaction: a rolled-back finalize rolls the counter back too."""
 
 from __future__ import annotations
 
 from core.db import for_update
-from core.invoicing.rules import format_number
+from core.invoicing.rules import DEFAULT_NUMBER_FORMAT, render_number
 from core.invoicing.tables import NumberSeries
 
 
-async def next_number(
-    *, issuing_entity_id: int, entity_code: str, jurisdiction: str, document_type: str, year: int
-) -> str:
-    """Must run inside the caller's transaction."""
-    where = (
-        (NumberSeries.issuing_entity == issuing_entity_id)
-        & (NumberSeries.jurisdiction == jurisdiction)
-        & (NumberSeries.document_type == document_type)
-        & (NumberSeries.year == year)
-    )
-    prefix = f"{document_type}-{entity_code}"
-    await NumberSeries.insert(
-        NumberSeries(
-            issuing_entity=issuing_entity_id,
-            jurisdiction=jurisdiction,
-            document_type=document_type,
-            year=year,
-            prefix=prefix,
-            last_number=0,
+async def take_numbers(
+    groups: dict[tuple[int, str, str, int], list[int]],
+    entity_codes: dict[int, str],
+    formats: dict[int, str],
+) -> dict[int, str]:
+    """Take a block of numbers per series: invoice id → number.
+
+    ``groups`` maps (issuing entity, jurisdiction, document code, year) to invoice ids.
+    Must run inside the caller's transaction: each counter row is locked once (series
+    in sorted order, so concurrent callers never deadlock), advanced by the block size,
+    and the block is assigned in invoice id order. A rolled-back transaction rolls the
+    counter back too, so numbers stay gapless and are never reused.
+    """
+    numbers: dict[int, str] = {}
+    for key in sorted(groups):
+        entity_id, jurisdiction, doc, year = key
+        invoice_ids = sorted(groups[key])
+        await NumberSeries.insert(
+            NumberSeries(
+                issuing_entity=entity_id,
+                jurisdiction=jurisdiction,
+                document_type=doc,
+                year=year,
+                prefix=f"{doc}-{entity_codes[entity_id]}",
+                last_number=0,
+                number_format=formats.get(entity_id) or DEFAULT_NUMBER_FORMAT,
+            )
+        ).on_conflict(action="DO NOTHING")
+        series = await for_update(
+            NumberSeries.select(
+                NumberSeries.id, NumberSeries.last_number, NumberSeries.number_format
+            ).where(
+                (NumberSeries.issuing_entity == entity_id)
+                & (NumberSeries.jurisdiction == jurisdiction)
+                & (NumberSeries.document_type == doc)
+                & (NumberSeries.year == year)
+            )
+        ).first()
+        assert series is not None
+        first = int(series["last_number"]) + 1
+        await NumberSeries.update({NumberSeries.last_number: first + len(invoice_ids) - 1}).where(
+            NumberSeries.id == series["id"]
         )
-    ).on_conflict(action="DO NOTHING")
-    row = await for_update(
-        NumberSeries.select(NumberSeries.id, NumberSeries.prefix, NumberSeries.last_number).where(
-            where
-        )
-    ).first()
-    assert row is not None
-    sequence = row["last_number"] + 1
-    await NumberSeries.update({NumberSeries.last_number: sequence}).where(
-        NumberSeries.id == row["id"]
-    )
-    return format_number(row["prefix"], year, sequence)
+        fmt = series["number_format"] or DEFAULT_NUMBER_FORMAT
+        for offset, invoice_id in enumerate(invoice_ids):
+            numbers[invoice_id] = render_number(
+                fmt,
+                doc=doc,
+                entity=entity_codes[entity_id],
+                jurisdiction=jurisdiction,
+                year=year,
+                sequence=first + offset,
+            )
+    return numbers

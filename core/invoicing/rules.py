@@ -3,6 +3,7 @@ due dates, aging buckets."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -20,6 +21,8 @@ class LineInput:
     unit_price: Decimal  # major units; may carry more precision than the currency
     tax_rate: Decimal = Decimal(0)  # e.g. Decimal("0.19")
     tax_code: str = ""
+    kind: str = "manual"  # recurring, usage, proration, discount, milestone, correction
+    revenue_account: str = "4000"  # 4000 revenue, 2300 deferred revenue
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +79,83 @@ def age(open_items: Iterable[tuple[date, int]], as_of: date) -> dict[str, int]:
     for due, balance in open_items:
         result[aging_bucket(due, as_of)] += balance
     return result
+
+
+# --- Document numbers ---------------------------------------------------------------
+
+DEFAULT_NUMBER_FORMAT = "{doc}-{entity}-{year}-{seq:06}"
+DOCUMENT_CODES = {"invoice": "INV", "credit_memo": "CN"}
+_TOKEN = re.compile(r"\{([a-z]+)(?::(0?\d{1,2}))?\}")
+_TOKENS = frozenset({"doc", "entity", "jurisdiction", "year", "yy", "seq"})
+
+
+class NumberFormatError(ValueError):
+    """A number format that could not produce unique, readable numbers."""
+
+
+def validate_number_format(fmt: str) -> str:
+    """Return the format if usable, else raise ``NumberFormatError`` saying why.
+
+    Allowed tokens: ``{doc}`` (INV, CN), ``{entity}`` (issuing entity code),
+    ``{jurisdiction}``, ``{year}`` (2026) or ``{yy}`` (26), ``{seq}`` or ``{seq:06}``
+    (zero-padded to 6). ``{doc}``, ``{entity}``, a year and ``{seq}`` are required so
+    that two series can never produce the same number. Literal text: letters, digits,
+    ``-``, ``/``, ``_``, ``.``; at most 64 characters.
+    """
+    if not fmt or len(fmt) > 64:
+        raise NumberFormatError("a format has 1 to 64 characters")
+    found = [m.group(1) for m in _TOKEN.finditer(fmt)]
+    unknown = sorted(set(found) - _TOKENS)
+    if unknown:
+        raise NumberFormatError(f"unknown token(s): {', '.join(unknown)}")
+    for m in _TOKEN.finditer(fmt):
+        if m.group(2) is not None and m.group(1) != "seq":
+            raise NumberFormatError("only {seq} takes a width, e.g. {seq:06}")
+    literal = _TOKEN.sub("", fmt)
+    if not re.fullmatch(r"[A-Za-z0-9\-/_.]*", literal):
+        raise NumberFormatError("literal text may only use letters, digits and - / _ .")
+    missing = [t for t in ("doc", "entity", "seq") if t not in found]
+    if "year" not in found and "yy" not in found:
+        missing.append("year")
+    if missing:
+        raise NumberFormatError(f"missing required token(s): {', '.join(missing)}")
+    if found.count("seq") != 1:
+        raise NumberFormatError("{seq} must appear exactly once")
+    return fmt
+
+
+def render_number(
+    fmt: str, *, doc: str, entity: str, jurisdiction: str, year: int, sequence: int
+) -> str:
+    """Render a document number, e.g. ``INV-DE-2026-000123`` with the default format."""
+    if sequence < 1:
+        raise ValueError("sequences start at 1")
+    values = {
+        "doc": doc,
+        "entity": entity,
+        "jurisdiction": jurisdiction,
+        "year": f"{year:04d}",
+        "yy": f"{year % 100:02d}",
+    }
+
+    def substitute(m: re.Match[str]) -> str:
+        name, width = m.group(1), m.group(2)
+        if name == "seq":
+            return f"{sequence:0{int(width)}d}" if width else str(sequence)
+        return values[name]
+
+    return _TOKEN.sub(substitute, fmt)
+
+
+# --- Approval -------------------------------------------------------------------------
+
+
+def approval_required(
+    *, total_functional_minor: int, threshold_minor: int | None, account_flag: bool
+) -> str:
+    """Why an invoice needs a staff approval before finalizing ('' when it does not)."""
+    if account_flag:
+        return "the billing account requires approval of every invoice"
+    if threshold_minor is not None and abs(total_functional_minor) >= threshold_minor:
+        return "the amount reaches the issuing entity's approval threshold"
+    return ""

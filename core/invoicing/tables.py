@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from piccolo.columns import (
     BigInt,
+    Boolean,
     Date,
     ForeignKey,
     Integer,
@@ -32,6 +33,32 @@ class NumberSeries(Table, tablename="number_series"):
     year = Integer()
     prefix = Varchar(length=32)
     last_number = BigInt(default=0)
+    # The format its numbers are rendered with (tokens: see core.invoicing.rules), fixed
+    # when the series is created so later policy changes never renumber a series.
+    number_format = Varchar(length=64, default="")
+
+
+class InvoicingPolicy(Table, tablename="invoicing_policy"):
+    """Per issuing entity: the approval threshold and the number format of new series."""
+
+    issuing_entity = ForeignKey(IssuingEntity, unique=True, null=False, on_delete=OnDelete.restrict)
+    # Invoices whose total, in the entity's functional currency, reaches this need approval.
+    approval_threshold_minor = BigInt(null=True, default=None)
+    number_format = Varchar(length=64, default="")
+    updated_by = Varchar(length=64, default="")
+    updated_at = Timestamptz()
+
+
+class AccountApprovalRule(Table, tablename="account_approval_rule"):
+    """A billing account whose invoices always need a staff approval before finalizing."""
+
+    billing_account = ForeignKey(
+        BillingAccount, unique=True, null=False, on_delete=OnDelete.restrict
+    )
+    requires_approval = Boolean(default=True)
+    reason = Text(default="")
+    updated_by = Varchar(length=64, default="")
+    updated_at = Timestamptz()
 
 
 class Invoice(Table, tablename="invoice"):
@@ -66,6 +93,8 @@ class Invoice(Table, tablename="invoice"):
     fx_rate = Numeric(digits=(20, 10), null=True, default=None)
     fx_source = Varchar(length=32, default="")
     fx_date = Date(null=True, default=None)
+    # Shown on the document, e.g. the reverse-charge mention; set by the tax service.
+    tax_note = Varchar(length=200, default="")
     # The billing period an invoice run produced it for (informational; idempotency of
     # runs lives in the billing_runs tables).
     period_start = Timestamptz(null=True, default=None)

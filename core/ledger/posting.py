@@ -10,6 +10,7 @@ from piccolo.query.functions.aggregate import Sum
 
 from core.db import transaction
 from core.ledger.accounts import CHART
+from core.ledger.periods import ensure_open
 from core.ledger.rules import LineSpec, check_balanced, without_zero_lines
 from core.ledger.tables import JournalEntry, JournalLine, LedgerAccount
 
@@ -46,11 +47,13 @@ async def _account_ids() -> dict[str, int]:
 async def post(spec: EntrySpec) -> int:
     """Post a balanced entry inside the caller's transaction (or a new one).
 
-    Raises ``UnbalancedEntryError`` before anything is written.
+    Raises ``UnbalancedEntryError`` before anything is written, and
+    ``PeriodLockedError`` when the entry is dated in a locked period.
     """
     lines = without_zero_lines(spec.lines)
     check_balanced(lines)
     async with transaction():
+        await ensure_open(spec.issuing_entity_id, spec.effective_date)
         accounts = await _account_ids()
         unknown = sorted({line.account for line in lines} - accounts.keys())
         if unknown:

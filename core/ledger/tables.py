@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piccolo.columns import BigInt, Date, ForeignKey, Text, Timestamptz, Varchar
+from piccolo.columns import BigInt, Boolean, Date, ForeignKey, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
@@ -35,3 +35,18 @@ class JournalLine(Table, tablename="journal_line"):
     debit_minor = BigInt(default=0)
     credit_minor = BigInt(default=0)
     tax_code = Varchar(length=32, default="")
+
+
+class PeriodLock(Table, tablename="period_lock"):
+    """A closed month of one issuing entity's books: nothing may be posted into it.
+
+    Unlocking keeps the row (locked = False) so the history stays readable; every change
+    is also an audit event.
+    """
+
+    issuing_entity = ForeignKey(IssuingEntity, null=False, on_delete=OnDelete.restrict)
+    period = Varchar(length=7)  # "YYYY-MM"
+    locked = Boolean(default=True)
+    reason = Text(default="")
+    changed_by = Varchar(length=64, default="")
+    changed_at = Timestamptz()

@@ -27,9 +27,16 @@ async def record_payment(
     allocations: Sequence[AllocationRequest],
     actor: Actor,
     received_at: datetime | None = None,
+    cash_account: str = acct.CASH,
+    attempt_id: int | None = None,
+    stripe_payment_intent: str = "",
 ) -> int:
     """Record a payment, apply it to open invoices of the same account and currency,
-    keep any remainder as unapplied cash, and post Cash / AR / Unapplied cash."""
+    keep any remainder as unapplied cash, and post Cash / AR / Unapplied cash.
+
+    Money collected through Stripe passes ``cash_account=STRIPE_BALANCE`` (it sits in
+    the Stripe balance until paid out) and the ``attempt_id`` / ``stripe_payment_intent``
+    it came from (unique per attempt and billing account)."""
     received_at = received_at or datetime.now(UTC)
     async with transaction():
         account = (
@@ -64,6 +71,8 @@ async def record_payment(
                 status="succeeded",
                 received_at=received_at,
                 created_at=now,
+                attempt=attempt_id,
+                stripe_payment_intent=stripe_payment_intent,
             )
         )
         payment_id = int(row["id"])
@@ -100,7 +109,7 @@ async def record_payment(
                 event="received",
                 description=f"Payment {reference}".strip(),
                 lines=[
-                    debit(acct.CASH, amount_minor),
+                    debit(cash_account, amount_minor),
                     credit(
                         acct.AR, amount_minor - unapplied, billing_account_id=billing_account_id
                     ),

@@ -39,6 +39,9 @@ class PaymentAttempt(Table, tablename="payment_attempt"):
     failure_code = Varchar(length=64, default="")
     failure_message = Text(default="")
     tries = Integer(default=0)
+    # Whether the customer is absent when it is charged (autopay, approvals, the API);
+    # stored so a repeated request to Stripe carries exactly the same parameters.
+    off_session = Boolean(default=True)
     next_try_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
@@ -77,3 +80,12 @@ class Allocation(Table, tablename="allocation"):
     invoice = ForeignKey(Invoice, index=True, null=False, on_delete=OnDelete.restrict)
     amount_minor = BigInt()
     created_at = Timestamptz()
+
+
+class StripeWebhookEvent(Table, tablename="stripe_webhook_event"):
+    """A Stripe event we have handled: its id is unique, and the row is written in the
+    same transaction as the handling, so a redelivered event is applied at most once."""
+
+    event_id = Varchar(length=64, unique=True)
+    event_type = Varchar(length=64)
+    received_at = Timestamptz()

@@ -2,4 +2,10 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.billing_runs.customer import CustomerUsageController
+from portal.billing_runs.staff import StaffRunsController
+
+ROUTES: list[Any] = [  # route handlers and controllers of this area, mounted by portal.app
+    StaffRunsController,
+    CustomerUsageController,
+]

@@ -1,5 +1,9 @@
-"""Staff: write-offs, unapplied cash and refunds, with approvals."""
+"""Staff: write-offs, unapplied cash and refunds, with approvals; customers: the credit
+lines of their invoices."""
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.cash.customer import CustomerCreditsController
+from portal.cash.pages import CashController
+
+ROUTES: list[Any] = [CashController, CustomerCreditsController]

@@ -2,4 +2,6 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.collections.pages import CollectionsController
+
+ROUTES: list[Any] = [CollectionsController]  # mounted by portal.app

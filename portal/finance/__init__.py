@@ -2,4 +2,6 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.finance.pages import FinanceController
+
+ROUTES: list[Any] = [FinanceController]  # mounted by portal.app

@@ -2,4 +2,6 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.remittance.pages import RemittanceController
+
+ROUTES: list[Any] = [RemittanceController]  # mounted by portal.app

@@ -2,4 +2,11 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.subscriptions.customer import CustomerSubscriptionController
+from portal.subscriptions.staff import StaffCatalogController, StaffSubscriptionController
+
+ROUTES: list[Any] = [  # route handlers and controllers of this area, mounted by portal.app
+    CustomerSubscriptionController,
+    StaffSubscriptionController,
+    StaffCatalogController,
+]

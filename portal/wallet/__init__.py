@@ -2,4 +2,6 @@
 
 from typing import Any
 
-ROUTES: list[Any] = []  # route handlers and controllers of this area, mounted by portal.app
+from portal.wallet.pages import WalletController
+
+ROUTES: list[Any] = [WalletController]  # mounted by portal.app

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from core.audit.log import Actor
+from core.billing.tables import Subscription
 from core.crypto import new_token, token_hash
 from core.db import bind_engine
 from core.identity.roles import CustomerRole
@@ -34,7 +35,9 @@ from core.identity.tables import (
     User,
 )
 from core.invoicing.tables import Invoice
+from core.payments.tables import Payment, PaymentAttempt
 from core.settings import load_settings
+from core.wallet.tables import SavedPaymentMethod
 from tests.conftest import live_database_url, server_env
 from tests.helpers import csrf_from, login
 
@@ -52,6 +55,10 @@ class Tenant:
     users: list[int] = field(default_factory=list)
     invitations: list[int] = field(default_factory=list)
     assisted: list[int] = field(default_factory=list)  # assisted-session requests
+    subscriptions: list[int] = field(default_factory=list)
+    payments: list[int] = field(default_factory=list)
+    methods: list[int] = field(default_factory=list)  # saved payment methods
+    attempts: list[int] = field(default_factory=list)  # payment attempts
     markers: set[str] = field(default_factory=set)  # strings only this tenant's pages show
     logins: dict[str, str] = field(default_factory=dict)  # role -> email
 
@@ -68,12 +75,34 @@ async def load_tenant(root_name: str) -> Tenant:
         Invoice.billing_account.is_in(t.accounts)
     )
     t.invoices = [i["id"] for i in invoices]
+    t.payments = [
+        p["id"]
+        for p in await Payment.select(Payment.id).where(Payment.billing_account.is_in(t.accounts))
+    ]
+    t.methods = [
+        m["id"]
+        for m in await SavedPaymentMethod.select(SavedPaymentMethod.id).where(
+            SavedPaymentMethod.organization == root["id"]
+        )
+    ]
+    t.attempts = [
+        a["id"]
+        for a in await PaymentAttempt.select(PaymentAttempt.id).where(
+            PaymentAttempt.organization == root["id"]
+        )
+    ]
     users = await User.select(User.id, User.email).where(User.organization == root["id"])
     t.users = [u["id"] for u in users]
     t.invitations = [
         i["id"]
         for i in await Invitation.select(Invitation.id).where(
             Invitation.organization.is_in(t.nodes)
+        )
+    ]
+    t.subscriptions = [
+        r["id"]
+        for r in await Subscription.select(Subscription.id).where(
+            Subscription.billing_account.is_in(t.accounts or [-1])
         )
     ]
     t.markers = (
@@ -100,6 +129,10 @@ async def ensure_role(tenant: Tenant, role: CustomerRole, email: str, node: int)
 
 
 BUSINESS_TABLES = (
+    "saved_payment_method",
+    "autopay_enrollment",
+    "autopay_charge",
+    "receipt_delivery",
     "customer_user",
     "membership",
     "customer_organization",
@@ -117,17 +150,63 @@ BUSINESS_TABLES = (
     "recovery_code",
     "password_reset_token",
     "number_series",
+    "subscription",
+    "subscription_change",
+    "pending_charge",
+    "product",
+    "price",
+    "discount",
+    "write_off",
+    "write_off_rule",
+    "allocation_change",
+    "cash_refund",
+    "discount_terms",
+    "settlement_adjustment",
+    "settlement_adjustment_tax",
+    "exchange_rate",
+    "period_lock",
+    "invoicing_policy",
+    "account_approval_rule",
+    "tax_rate",
+    "tax_provider_settings",
+    "tax_exemption",
+    "chargeback",
+    "chargeback_reversal",
+    "dunning_schedule",
+    "dunning_reminder",
+    "dunning_pause",
+    "promise_to_pay",
+    "stripe_reconciliation_run",
+    "stripe_balance_txn",
+    "reconciliation_difference",
+    "bank_statement",
+    "bank_statement_line",
+    "remittance_csv_mapping",
+    "remittance_known_payer",
+    "remittance_matching_settings",
+    "payment_attempt",
+    "payment_attempt_item",
+    "idempotency_record",
+    "stripe_webhook_event",
+    "invoice_run",
+    "run_chunk",
+    "billed_period",
+    "late_usage",
+    "billable_metric",
 )
 
 
 async def fingerprint(engine) -> str:
+    """A digest of every business table's rows (last_login_at aside), in one query."""
+    parts = " UNION ALL ".join(
+        f"SELECT '{table}' AS t, md5(coalesce(string_agg((to_jsonb(x) - 'last_login_at')"
+        f"::text, ',' ORDER BY x.id), '')) AS h FROM {table} x"
+        for table in BUSINESS_TABLES
+    )
+    rows = await engine.run_ddl(parts)
     digest = hashlib.sha256()
-    for table in BUSINESS_TABLES:
-        rows = await engine.run_ddl(f"SELECT * FROM {table} ORDER BY id")
-        for row in rows:
-            row = dict(row)
-            row.pop("last_login_at", None)
-            digest.update(repr(sorted(row.items())).encode())
+    for row in rows:
+        digest.update(f"{row['t']}={row['h']};".encode())
     return digest.hexdigest()
 
 
@@ -157,11 +236,36 @@ def foreign_values(other: Tenant) -> dict[str, list[str]]:
         "assisted_id": other.assisted,
         # Staff-only objects: a customer must not reach them whatever the id.
         "flag_id": [1, 2],
+        "subscription_id": other.subscriptions[:3],
+        "price_id": [1, 2],  # staff-only catalog routes
+        "payment_id": other.payments[:3],
+        "method_id": other.methods[:3],
+        "attempt_id": other.attempts[:3],
+        "allocation_id": [1, 2],
+        "refund_id": [1, 2],
+        "write_off_id": [1, 2],
+        "pause_id": [1, 2],
+        "promise_id": [1, 2],
+        "chargeback_id": [1, 2],
+        "difference_id": [1, 2],
+        "line_id": [1, 2],
+        "run_id": [1, 2],  # staff-only invoice-run console
+        "number": [1, 2],
+        "late_id": [1, 2],
+        "charge_id": [1, 2],
         # Capability tokens: unguessable by design; a made-up one must reveal nothing.
         "token": [new_token()],
     }
     # Out-of-range ids (past int4, past int8) must be a plain 404 too, never a 500.
-    for name in ("invoice_id", "user_id", "node_id", "invitation_id"):
+    for name in (
+        "invoice_id",
+        "user_id",
+        "node_id",
+        "invitation_id",
+        "payment_id",
+        "method_id",
+        "attempt_id",
+    ):
         ids[name] = [*ids[name], 2**31, 10**20]
     return {k: [str(v) for v in vs] for k, vs in ids.items()}
 

@@ -1,0 +1,275 @@
+"""Bulk writes for a statement import on PostgreSQL: many payments, allocations, invoice
+balance updates, journal entries and audit events in a handful of statements (COPY and
+``UPDATE … FROM unnest``), inside the caller's transaction. No per-line round trip.
+
+Everything here is additive to the single-row services it mirrors:
+``core.payments.services.record_payment`` (same rows, same entry: debit Cash, credit AR
+and Unapplied cash; ``source_type="payment"``, ``event="received"``) and
+``core.audit.log.record`` (same hash chain, same advisory lock, events appended in order).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from core.audit.chain import GENESIS_HASH, canonical_data, event_hash
+from core.audit.log import _CHAIN_LOCK_KEY, AuditRecord
+from core.ledger import accounts as acct
+from core.ledger.rules import check_balanced, credit, debit, without_zero_lines
+
+# Columns of the journal tables written by COPY (ids are taken with ``next_ids`` first).
+ENTRY_COLUMNS = (
+    "id",
+    "issuing_entity",
+    "currency",
+    "effective_date",
+    "description",
+    "source_type",
+    "source_id",
+    "event",
+    "posted_at",
+)
+LINE_COLUMNS = ("entry", "account", "billing_account", "debit_minor", "credit_minor")
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentPlan:
+    """One payment to record: a statement line applied to invoices of one account."""
+
+    key: int  # the caller's line key
+    billing_account_id: int
+    issuing_entity_id: int
+    currency: str
+    amount_minor: int
+    allocations: tuple[tuple[int, int], ...]
+    reference: str
+    value_date: date
+    audit: dict[str, Any]
+
+    @property
+    def unapplied_minor(self) -> int:
+        return self.amount_minor - sum(a for _, a in self.allocations)
+
+
+def connection() -> Any:
+    """The asyncpg connection of the current Piccolo transaction."""
+    from core.db import engine
+
+    current = engine().current_transaction.get()  # type: ignore[attr-defined]
+    if current is None:
+        raise RuntimeError("bulk writes need an open transaction")
+    return current.connection
+
+
+async def next_ids(conn: Any, table: str, count: int) -> list[int]:
+    if count == 0:
+        return []
+    rows = await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+        table,
+        count,
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def lock_and_check(
+    conn: Any, plans: Sequence[PaymentPlan]
+) -> tuple[list[PaymentPlan], list[PaymentPlan]]:
+    """Lock the invoices (id order) and keep the plans whose allocations still fit the
+    current open balances; the others are returned separately (someone else paid
+    meanwhile) and must not be applied."""
+    ids = sorted({i for p in plans for i, _ in p.allocations})
+    rows = await conn.fetch(
+        "SELECT id, balance_minor FROM invoice WHERE id = ANY($1::int[]) AND status = 'open'"
+        " ORDER BY id FOR UPDATE",
+        ids,
+    )
+    left = {int(r["id"]): int(r["balance_minor"]) for r in rows}
+    ok: list[PaymentPlan] = []
+    refused: list[PaymentPlan] = []
+    for plan in plans:
+        if all(left.get(i, 0) >= amount for i, amount in plan.allocations):
+            for i, amount in plan.allocations:
+                left[i] -= amount
+            ok.append(plan)
+        else:
+            refused.append(plan)
+    return ok, refused
+
+
+async def write_payments(
+    conn: Any, plans: Sequence[PaymentPlan], now: datetime, ledger_ids: dict[str, int]
+) -> list[int]:
+    """Payments, allocations, invoice balances and one balanced entry per payment."""
+    if not plans:
+        return []
+    payment_ids = await next_ids(conn, "payment", len(plans))
+    await conn.copy_records_to_table(
+        "payment",
+        columns=[
+            "id",
+            "billing_account",
+            "currency",
+            "amount_minor",
+            "unapplied_minor",
+            "method",
+            "reference",
+            "status",
+            "received_at",
+            "created_at",
+        ],
+        records=[
+            (
+                pid,
+                p.billing_account_id,
+                p.currency,
+                p.amount_minor,
+                p.unapplied_minor,
+                "bank_transfer",
+                p.reference[:120],
+                "succeeded",
+                now,
+                now,
+            )
+            for pid, p in zip(payment_ids, plans, strict=True)
+        ],
+    )
+    await conn.copy_records_to_table(
+        "allocation",
+        columns=["payment", "invoice", "amount_minor", "created_at"],
+        records=[
+            (pid, invoice_id, amount, now)
+            for pid, p in zip(payment_ids, plans, strict=True)
+            for invoice_id, amount in p.allocations
+        ],
+    )
+    per_invoice: dict[int, int] = defaultdict(int)
+    for p in plans:
+        for invoice_id, amount in p.allocations:
+            per_invoice[invoice_id] += amount
+    await conn.execute(
+        "UPDATE invoice AS i SET paid_minor = i.paid_minor + u.amount,"
+        " balance_minor = i.balance_minor - u.amount,"
+        " status = CASE WHEN i.balance_minor - u.amount = 0 THEN 'paid' ELSE i.status END,"
+        " closed_at = CASE WHEN i.balance_minor - u.amount = 0 THEN $3 ELSE i.closed_at END"
+        " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount) WHERE i.id = u.id",
+        list(per_invoice),
+        list(per_invoice.values()),
+        now,
+    )
+    entry_ids = await next_ids(conn, "journal_entry", len(plans))
+    await conn.copy_records_to_table(
+        "journal_entry",
+        columns=list(ENTRY_COLUMNS),
+        records=[
+            (
+                eid,
+                p.issuing_entity_id,
+                p.currency,
+                p.value_date,
+                f"Payment {p.reference}".strip()[:500],
+                "payment",
+                pid,
+                "received",
+                now,
+            )
+            for eid, pid, p in zip(entry_ids, payment_ids, plans, strict=True)
+        ],
+    )
+    lines: list[tuple[Any, ...]] = []
+    for eid, p in zip(entry_ids, plans, strict=True):
+        specs = without_zero_lines(
+            [
+                debit(acct.CASH, p.amount_minor),
+                credit(
+                    acct.AR,
+                    p.amount_minor - p.unapplied_minor,
+                    billing_account_id=p.billing_account_id,
+                ),
+                credit(
+                    acct.UNAPPLIED_CASH, p.unapplied_minor, billing_account_id=p.billing_account_id
+                ),
+            ]
+        )
+        check_balanced(specs)
+        lines.extend(
+            (eid, ledger_ids[s.account], s.billing_account_id, s.debit_minor, s.credit_minor)
+            for s in specs
+        )
+    await conn.copy_records_to_table(
+        "journal_line",
+        columns=list(LINE_COLUMNS),
+        records=lines,
+    )
+    return payment_ids
+
+
+async def record_many(conn: Any, events: Sequence[AuditRecord], now: datetime) -> None:
+    """Append audit events in order to the hash chain (same rules as ``record``)."""
+    if not events:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
+    prev = await conn.fetchval("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")
+    prev = prev or GENESIS_HASH
+    records: list[tuple[Any, ...]] = []
+    for event in events:
+        fields: dict[str, Any] = {
+            "occurred_at": now,
+            "actor_type": event.actor.type,
+            "actor_id": event.actor.id,
+            "on_behalf_of": event.actor.on_behalf_of,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": str(event.object_id),
+            "reason_code": event.reason_code,
+            "ip": event.actor.ip[:64],
+            "user_agent": event.actor.user_agent[:300],
+            "data": canonical_data(event.data),
+        }
+        digest = event_hash(prev, fields)
+        records.append((*fields.values(), prev, digest))
+        prev = digest
+    await conn.copy_records_to_table(
+        "audit_event",
+        columns=[
+            "occurred_at",
+            "actor_type",
+            "actor_id",
+            "on_behalf_of",
+            "action",
+            "object_type",
+            "object_id",
+            "reason_code",
+            "ip",
+            "user_agent",
+            "data",
+            "prev_hash",
+            "hash",
+        ],
+        records=records,
+    )
+
+
+async def learn_payers(conn: Any, pairs: Sequence[tuple[str, int]], now: datetime) -> None:
+    """Upsert (payer key, billing account) pairs into the known payer table."""
+    if not pairs:
+        return
+    counted: dict[tuple[str, int], int] = defaultdict(int)
+    for pair in pairs:
+        counted[pair] += 1
+    keys = [k[:220] for k, _ in counted]
+    accounts = [a for _, a in counted]
+    await conn.execute(
+        "INSERT INTO remittance_known_payer (payer_key, billing_account, times_seen, learned_at)"
+        " SELECT k, a, n, $4 FROM unnest($1::varchar[], $2::int[], $3::int[]) AS u(k, a, n)"
+        " ON CONFLICT (payer_key, billing_account) DO UPDATE"
+        " SET times_seen = remittance_known_payer.times_seen + EXCLUDED.times_seen",
+        keys,
+        accounts,
+        list(counted.values()),
+        now,
+    )

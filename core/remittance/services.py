@@ -1,0 +1,1116 @@
+"""Cash application services: CSV mappings, the matching configuration, importing a
+statement (parse → refuse duplicates → match → store and auto-apply in one transaction)
+and the workbench actions (apply, split, accept a suggestion, unapply, mark as
+unidentified, note). Every action is audited; staff roles are checked here.
+
+Importing on PostgreSQL writes in bulk (``core.remittance.bulk``); on SQLite (the
+embedded default, small files) the same outcome is written row by row through
+``core.payments.services.record_payment``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from core.audit.log import Actor, AuditRecord, record
+from core.cash.access import OPERATORS, READERS, actor_ref, require
+from core.db import for_update, is_sqlite, transaction
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.identity.security import NotPermitted
+from core.identity.tables import BillingAccount
+from core.invoicing.tables import Invoice
+from core.ledger.tables import LedgerAccount
+from core.money import AmountParseError, parse_amount
+from core.payments.allocation import AllocationRequest
+from core.payments.tables import Allocation, Payment
+from core.remittance import bulk
+from core.remittance.matching import (
+    InvoiceIndex,
+    Line,
+    MatchConfig,
+    OpenInvoice,
+    Outcome,
+    config_from_dict,
+    match_lines,
+    payer_keys,
+)
+from core.remittance.parsers import (
+    FORMATS,
+    CsvMappingSpec,
+    ParsedStatement,
+    StatementRefused,
+    check_mapping,
+    parse,
+)
+from core.remittance.tables import (
+    BankStatement,
+    CsvMapping,
+    KnownPayer,
+    MatchingSettings,
+    StatementLine,
+)
+
+SYSTEM = Actor.system("remittance")
+NOTE_MAX = 1000
+OPEN_STATUSES = ("suggested", "unmatched", "unidentified")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    statement_id: int
+    lines: int
+    auto_applied: int
+    suggested: int
+    unmatched: int
+    ignored: int
+    written_off: int = 0
+    timings: tuple[tuple[str, float], ...] = ()  # (phase, seconds): parse, load, match, store
+
+
+# ------------------------------------------------------------------ mappings and config
+
+
+def mapping_spec(row: Mapping[str, Any]) -> CsvMappingSpec:
+    columns = row["columns"]
+    if isinstance(columns, str):
+        columns = json.loads(columns or "{}")
+    return CsvMappingSpec(
+        columns=dict(columns),
+        delimiter=row["delimiter"],
+        has_header=row["has_header"] == "true",
+        date_format=row["date_format"],
+        decimal_separator=row["decimal_separator"],
+        sign_convention=row["sign_convention"],
+        default_currency=row["default_currency"],
+    )
+
+
+async def list_mappings() -> list[dict[str, Any]]:
+    return list(await CsvMapping.select().order_by(CsvMapping.name))
+
+
+async def save_mapping(
+    *,
+    name: str,
+    columns: Mapping[str, str],
+    delimiter: str,
+    has_header: bool,
+    date_format: str,
+    decimal_separator: str,
+    sign_convention: str,
+    default_currency: str,
+    actor: Actor,
+) -> int:
+    """Create or replace the named CSV column mapping."""
+    await require(actor, OPERATORS)
+    name = name.strip()
+    errors: dict[str, str] = {}
+    if not 1 <= len(name) <= 80:
+        errors["name"] = "Give the mapping a name (at most 80 characters)."
+    cleaned = {k: v.strip() for k, v in columns.items() if v and v.strip()}
+    spec = CsvMappingSpec(
+        cleaned,
+        delimiter or ",",
+        has_header,
+        date_format.strip(),
+        decimal_separator,
+        sign_convention,
+        default_currency.strip().upper(),
+    )
+    errors.update(check_mapping(spec))
+    if errors:
+        raise ValidationFailed(errors)
+    now = datetime.now(UTC)
+    values = {
+        CsvMapping.columns: json.dumps(cleaned),
+        CsvMapping.delimiter: spec.delimiter,
+        CsvMapping.has_header: "true" if has_header else "false",
+        CsvMapping.date_format: spec.date_format,
+        CsvMapping.decimal_separator: spec.decimal_separator,
+        CsvMapping.sign_convention: spec.sign_convention,
+        CsvMapping.default_currency: spec.default_currency,
+    }
+    async with transaction():
+        existing = await CsvMapping.select(CsvMapping.id).where(CsvMapping.name == name).first()
+        if existing:
+            mapping_id = int(existing["id"])
+            await CsvMapping.update(values).where(CsvMapping.id == mapping_id)
+        else:
+            [row] = await CsvMapping.insert(
+                CsvMapping(
+                    name=name,
+                    created_at=now,
+                    created_by=actor_ref(actor),
+                    **{col._meta.name: v for col, v in values.items()},
+                )
+            )
+            mapping_id = int(row["id"])
+        await record(
+            AuditRecord(
+                actor, "remittance.mapping_saved", "csv_mapping", mapping_id, data={"name": name}
+            )
+        )
+    return mapping_id
+
+
+async def load_config() -> MatchConfig:
+    row = await MatchingSettings.select(MatchingSettings.config).first()
+    if row is None:
+        return MatchConfig()
+    raw = row["config"]
+    return config_from_dict(json.loads(raw) if isinstance(raw, str) else raw)
+
+
+def config_as_dict(config: MatchConfig) -> dict[str, Any]:
+    """The configuration in the JSON shape ``save_config`` accepts."""
+    return {
+        "rules": list(config.rules),
+        "auto_apply_confidence": config.auto_apply_confidence,
+        "max_edit_distance": config.max_edit_distance,
+        "tolerances": {
+            code: {"absolute_minor": t.absolute_minor, "percent": str(t.percent)}
+            for code, t in config.tolerances.items()
+        },
+        "confidence": dict(config.confidence),
+        "subset_max_invoices": config.subset_max_invoices,
+        "subset_max_size": config.subset_max_size,
+    }
+
+
+async def save_config(raw: Mapping[str, Any], actor: Actor) -> MatchConfig:
+    """Store the matching configuration (see ``config_from_dict`` for its shape)."""
+    await require(actor, {"finance_admin"})
+    try:
+        config = config_from_dict(raw)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ValidationFailed({"config": str(exc)}) from None
+    now = datetime.now(UTC)
+    async with transaction():
+        await MatchingSettings.delete(force=True)
+        await MatchingSettings.insert(
+            MatchingSettings(
+                config=json.dumps(dict(raw)), updated_by=actor_ref(actor), updated_at=now
+            )
+        )
+        await record(AuditRecord(actor, "remittance.config_saved", data={"config": dict(raw)}))
+    return config
+
+
+# ------------------------------------------------------------------ loading the index
+
+
+_OPEN_INVOICES_SQL = (
+    "SELECT id, number, billing_account, currency, balance_minor, due_date FROM invoice"
+    " WHERE status = 'open' AND document_type = 'invoice' AND balance_minor > 0"
+    " AND number IS NOT NULL AND currency = ANY($1::varchar[])"
+)
+
+
+async def _open_invoices(codes: list[str]) -> list[OpenInvoice]:
+    if not is_sqlite():  # one raw fetch: 100,000 rows as tuples, no per-row dicts
+        from core.db import engine
+
+        db: Any = engine()
+        if db.pool is not None:
+            async with db.pool.acquire() as conn:
+                rows = await conn.fetch(_OPEN_INVOICES_SQL, codes)
+        else:
+            conn = await db.get_new_connection()
+            try:
+                rows = await conn.fetch(_OPEN_INVOICES_SQL, codes)
+            finally:
+                await conn.close()
+        return [OpenInvoice(*r) for r in rows]
+    rows = await Invoice.select(
+        Invoice.id,
+        Invoice.number,
+        Invoice.billing_account,
+        Invoice.currency,
+        Invoice.balance_minor,
+        Invoice.due_date,
+    ).where(
+        (Invoice.status == "open")
+        & (Invoice.document_type == "invoice")
+        & (Invoice.balance_minor > 0)
+        & Invoice.number.is_not_null()
+        & Invoice.currency.is_in(codes)
+    )
+    return [
+        OpenInvoice(
+            r["id"],
+            r["number"],
+            r["billing_account"],
+            r["currency"],
+            r["balance_minor"],
+            r["due_date"],
+        )
+        for r in rows
+    ]
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Building 100,000-entry indexes makes the cyclic GC run over and over for nothing
+    (nothing here forms cycles): pause it for the duration, then restore it."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+async def load_index(currencies: Iterable[str]) -> InvoiceIndex:
+    """Open invoices of the given currencies, known payers and customer names."""
+    codes = sorted(set(currencies)) or ["-"]
+    invoices = await _open_invoices(codes)
+    known: dict[str, set[int]] = {}
+    for r in await KnownPayer.select(KnownPayer.payer_key, KnownPayer.billing_account):
+        known.setdefault(r["payer_key"], set()).add(r["billing_account"])
+    account_ids = {inv.billing_account_id for inv in invoices}
+    names: dict[int, list[str]] = {}
+    if account_ids:
+        for r in await BillingAccount.select(
+            BillingAccount.id,
+            BillingAccount.organization.name.as_alias("org"),
+        ).where(BillingAccount.id.is_in(sorted(account_ids))):
+            names[r["id"]] = [r["org"]]
+    index = InvoiceIndex(invoices, known, names)
+    # what the table already holds: an import only writes pairs it does not know yet
+    index.stored_payers = frozenset((k, a) for k, accounts in known.items() for a in accounts)
+    return index
+
+
+# ------------------------------------------------------------------ import
+
+
+async def _refuse_duplicate(parsed: ParsedStatement) -> None:
+    found = (
+        await BankStatement.select(BankStatement.id, BankStatement.imported_at)
+        .where(
+            (BankStatement.statement_key == parsed.key)
+            | (BankStatement.content_hash == parsed.content_hash)
+        )
+        .first()
+    )
+    if found:
+        when = found["imported_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise ValidationFailed(
+            {
+                "file": f"Duplicate: this statement ({parsed.statement_id}) was already "
+                f"imported on {when} (import #{found['id']}). Nothing was stored."
+            }
+        )
+
+
+def _plans_for(
+    outcomes: Sequence[Outcome],
+    parsed: ParsedStatement,
+    positions: Sequence[int],
+    entities: Mapping[int, int],
+) -> list[bulk.PaymentPlan]:
+    plans = []
+    for outcome in outcomes:
+        s = outcome.suggestion
+        if not outcome.auto or s is None:
+            continue
+        source = parsed.lines[positions[outcome.line.key]]
+        plans.append(
+            bulk.PaymentPlan(
+                key=outcome.line.key,
+                billing_account_id=s.billing_account_id,
+                issuing_entity_id=entities[s.billing_account_id],
+                currency=source.currency,
+                amount_minor=source.amount_minor,
+                allocations=s.allocations,
+                reference=(source.bank_reference or source.reference)[:120],
+                value_date=source.value_date,
+                audit={
+                    "statement_line": source.line_no,
+                    "rule": s.rule,
+                    "confidence": s.confidence,
+                    "amount": source.amount_minor,
+                    "unapplied": source.amount_minor - s.applied_minor,
+                    "allocations": {str(i): a for i, a in s.allocations},
+                },
+            )
+        )
+    return plans
+
+
+def _short_within_tolerance(
+    config: MatchConfig, index: InvoiceIndex, outcome: Outcome, before: Mapping[int, int]
+) -> list[int]:
+    """Invoices an auto-applied line left with a residual the tolerance accepted."""
+    s = outcome.suggestion
+    if s is None or not outcome.auto or s.unapplied_minor:
+        return []
+    total = sum(before[i] for i, _ in s.allocations)
+    shortfall = total - s.applied_minor
+    if shortfall <= 0 or not config.tolerance(outcome.line.currency).allows(shortfall, total):
+        return []
+    return [i for i, a in s.allocations if a < before[i]]
+
+
+async def import_statement(
+    *,
+    fmt: str,
+    data: bytes,
+    actor: Actor,
+    filename: str = "",
+    mapping_id: int | None = None,
+    write_off_residuals: bool = True,
+) -> ImportResult:
+    """Import one statement file. A malformed file or a duplicate raises
+    ``ValidationFailed({"file": ...})`` and stores nothing.
+
+    The cyclic garbage collector is paused for the call: building 100,000-entry indexes
+    and 10,000-row batches (acyclic objects) would otherwise trigger it over and over."""
+    with _no_gc():
+        return await _import_statement(
+            fmt=fmt,
+            data=data,
+            actor=actor,
+            filename=filename,
+            mapping_id=mapping_id,
+            write_off_residuals=write_off_residuals,
+        )
+
+
+async def _import_statement(
+    *,
+    fmt: str,
+    data: bytes,
+    actor: Actor,
+    filename: str,
+    mapping_id: int | None,
+    write_off_residuals: bool,
+) -> ImportResult:
+    await require(actor, OPERATORS, system=True)
+    if fmt not in FORMATS:
+        raise ValidationFailed({"format": "Choose a file format."})
+    spec: CsvMappingSpec | None = None
+    mapping_name = ""
+    if fmt == "csv":
+        if mapping_id is None:
+            raise ValidationFailed({"mapping": "Choose the CSV column mapping."})
+        row = await CsvMapping.select().where(CsvMapping.id == mapping_id).first()
+        if row is None:
+            raise ValidationFailed({"mapping": "Choose the CSV column mapping."})
+        spec, mapping_name = mapping_spec(row), row["name"]
+    clock = [("start", time.perf_counter())]
+    try:
+        parsed = parse(fmt, data, spec)
+    except StatementRefused as exc:
+        raise ValidationFailed({"file": f"Refused: {exc}. Nothing was stored."}) from None
+    await _refuse_duplicate(parsed)
+    clock.append(("parse", time.perf_counter()))
+    config = await load_config()
+    credits = [n for n, line in enumerate(parsed.lines) if line.amount_minor > 0]
+    index = await load_index(parsed.lines[n].currency for n in credits)
+    before = dict(index.remaining)
+    clock.append(("load", time.perf_counter()))
+    match_input = [
+        Line(
+            key,
+            parsed.lines[n].amount_minor,
+            parsed.lines[n].currency,
+            parsed.lines[n].reference,
+            parsed.lines[n].payer_name,
+            parsed.lines[n].payer_account,
+        )
+        for key, n in enumerate(credits)
+    ]
+    outcomes = match_lines(config, index, match_input)
+    accounts = {o.suggestion.billing_account_id for o in outcomes if o.suggestion}
+    entities: dict[int, int] = {}
+    if accounts:
+        for r in await BillingAccount.select(
+            BillingAccount.id, BillingAccount.issuing_entity
+        ).where(BillingAccount.id.is_in(sorted(accounts))):
+            entities[r["id"]] = r["issuing_entity"]
+    plans = _plans_for(outcomes, parsed, credits, entities)
+    clock.append(("match", time.perf_counter()))
+    residual_invoices = [
+        i for o in outcomes for i in _short_within_tolerance(config, index, o, before)
+    ]
+    now = datetime.now(UTC)
+    async with transaction():
+        statement_id, applied, refused = await _store(
+            parsed,
+            filename,
+            mapping_name,
+            actor,
+            outcomes,
+            credits,
+            plans,
+            now,
+            index.stored_payers,
+        )
+    result = ImportResult(
+        statement_id=statement_id,
+        lines=len(parsed.lines),
+        auto_applied=len(applied),
+        suggested=sum(1 for o in outcomes if o.suggestion and not o.auto) + len(refused),
+        unmatched=sum(1 for o in outcomes if o.suggestion is None),
+        ignored=len(parsed.lines) - len(credits),
+    )
+    clock.append(("store", time.perf_counter()))
+    written = 0
+    if write_off_residuals:
+        written = await residual_hook(residual_invoices)
+    clock.append(("write_off", time.perf_counter()))
+    timings = tuple((name, round(t - clock[n][1], 4)) for n, (name, t) in enumerate(clock[1:]))
+    return replace(result, written_off=written, timings=timings)
+
+
+async def residual_hook(invoice_ids: Sequence[int]) -> int:
+    """After a short payment within tolerance: hand each residual to the cash area's
+    write-off rules (written off at once, or queued for a finance admin's approval)."""
+    try:
+        from core.cash.writeoffs import write_off_residual
+    except ImportError:  # the cash area is optional
+        return 0
+    done = 0
+    for invoice_id in invoice_ids:
+        outcome = await write_off_residual(invoice_id, SYSTEM)
+        done += outcome.status == "written_off"
+    return done
+
+
+def _line_status(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "ignored"
+    if outcome.auto:
+        return "auto_applied"
+    return "suggested" if outcome.suggestion else "unmatched"
+
+
+async def _store(
+    parsed: ParsedStatement,
+    filename: str,
+    mapping_name: str,
+    actor: Actor,
+    outcomes: Sequence[Outcome],
+    credits: Sequence[int],
+    plans: Sequence[bulk.PaymentPlan],
+    now: datetime,
+    stored: frozenset[tuple[str, int]] = frozenset(),
+) -> tuple[int, list[bulk.PaymentPlan], list[bulk.PaymentPlan]]:
+    """Inside one transaction: the statement (its unique keys refuse a racing duplicate),
+    the payments of the auto-applied lines, then every line with its outcome."""
+    sqlite = is_sqlite()
+    try:
+        [row] = await BankStatement.insert(
+            BankStatement(
+                format=parsed.format,
+                statement_key=parsed.key,
+                statement_ref=parsed.statement_id[:120],
+                bank_account=parsed.bank_account[:64],
+                content_hash=parsed.content_hash,
+                filename=filename[:200],
+                mapping_name=mapping_name,
+                line_count=len(parsed.lines),
+                imported_by=actor_ref(actor),
+                imported_at=now,
+            )
+        )
+    except Exception as exc:  # unique violation: a concurrent import of the same file
+        if "unique" in str(exc).lower():
+            raise ValidationFailed(
+                {"file": "Duplicate: this statement was already imported. Nothing was stored."}
+            ) from None
+        raise
+    statement_id = int(row["id"])
+    by_key = {o.line.key: o for o in outcomes}
+    payment_of: dict[int, int] = {}
+    if sqlite:
+        applied, refused = await _apply_rowwise(plans, actor)
+        payment_of = {p.key: pid for p, pid in applied}
+        applied_plans = [p for p, _ in applied]
+    else:
+        conn = bulk.connection()
+        applied_plans, refused = await bulk.lock_and_check(conn, plans)
+        ledger_ids = {r["code"]: r["id"] for r in await LedgerAccount.select()}
+        payment_ids = await bulk.write_payments(conn, applied_plans, now, ledger_ids)
+        payment_of = {p.key: pid for p, pid in zip(applied_plans, payment_ids, strict=True)}
+        await bulk.record_many(
+            conn,
+            [
+                AuditRecord(actor, "payment.recorded", "payment", pid, data=p.audit)
+                for p, pid in zip(applied_plans, payment_ids, strict=True)
+            ],
+            now,
+        )
+    refused_keys = {p.key for p in refused}
+    key_of = {n: key for key, n in enumerate(credits)}
+    records: list[dict[str, Any]] = []
+    learned: list[tuple[str, int]] = []
+    counts = {"auto_applied": 0, "suggested": 0, "unmatched": 0}
+    for n, line in enumerate(parsed.lines):
+        key = key_of.get(n)
+        outcome = by_key.get(key) if key is not None else None
+        status = _line_status(outcome)
+        s = outcome.suggestion if outcome else None
+        reason = s.reason if s else ("" if outcome is None else "no rule found a match")
+        if key in refused_keys:
+            status = "suggested"
+            reason += "; not applied: the invoice balance changed during the import"
+        if status in counts:
+            counts[status] += 1
+        if status == "auto_applied" and s is not None:
+            learned.extend(
+                (k, s.billing_account_id) for k in payer_keys(line.payer_name, line.payer_account)
+            )
+        records.append(
+            {
+                "statement": statement_id,
+                "line_no": line.line_no,
+                "value_date": line.value_date,
+                "amount_minor": line.amount_minor,
+                "currency": line.currency,
+                "reference": line.reference[:2000],
+                "payer_name": line.payer_name[:200],
+                "payer_account": line.payer_account[:64],
+                "bank_reference": line.bank_reference[:120],
+                "status": status,
+                "rule": s.rule if s else "",
+                "reason": reason,
+                "confidence": s.confidence if s else 0,
+                "suggestion": json.dumps(
+                    [{"invoice_id": i, "amount_minor": a} for i, a in s.allocations] if s else []
+                ),
+                "billing_account": s.billing_account_id if s else None,
+                "payment_id": payment_of.get(key) if key is not None else None,
+                "note": "",
+                "updated_at": now,
+            }
+        )
+    await _insert_lines(records, sqlite)
+    await BankStatement.update(
+        {
+            BankStatement.auto_applied: counts["auto_applied"],
+            BankStatement.suggested: counts["suggested"],
+            BankStatement.unmatched: counts["unmatched"],
+        }
+    ).where(BankStatement.id == statement_id)
+    if sqlite:
+        for payer_key, account in learned:
+            await _learn_one(payer_key, account, now)
+    else:
+        await bulk.learn_payers(bulk.connection(), [p for p in learned if p not in stored], now)
+    await record(
+        AuditRecord(
+            actor,
+            "remittance.statement_imported",
+            "bank_statement",
+            statement_id,
+            data={
+                "format": parsed.format,
+                "statement": parsed.statement_id,
+                "filename": filename,
+                "lines": len(parsed.lines),
+                **counts,
+            },
+        )
+    )
+    return statement_id, applied_plans, refused
+
+
+_LINE_COLUMNS = (
+    "statement",
+    "line_no",
+    "value_date",
+    "amount_minor",
+    "currency",
+    "reference",
+    "payer_name",
+    "payer_account",
+    "bank_reference",
+    "status",
+    "rule",
+    "reason",
+    "confidence",
+    "suggestion",
+    "billing_account",
+    "payment_id",
+    "note",
+    "updated_at",
+)
+
+
+async def _insert_lines(records: list[dict[str, Any]], sqlite: bool) -> None:
+    if not sqlite:
+        await bulk.connection().copy_records_to_table(
+            "bank_statement_line",
+            columns=list(_LINE_COLUMNS),
+            records=[tuple(r[c] for c in _LINE_COLUMNS) for r in records],
+        )
+        return
+    for start in range(0, len(records), 200):
+        await StatementLine.insert(*[StatementLine(**r) for r in records[start : start + 200]])
+
+
+async def _learn_one(payer_key: str, account: int, now: datetime) -> None:
+    existing = (
+        await KnownPayer.select(KnownPayer.id, KnownPayer.times_seen)
+        .where((KnownPayer.payer_key == payer_key) & (KnownPayer.billing_account == account))
+        .first()
+    )
+    if existing:
+        await KnownPayer.update({KnownPayer.times_seen: existing["times_seen"] + 1}).where(
+            KnownPayer.id == existing["id"]
+        )
+    else:
+        await KnownPayer.insert(
+            KnownPayer(payer_key=payer_key[:220], billing_account=account, learned_at=now)
+        )
+
+
+async def _apply_rowwise(
+    plans: Sequence[bulk.PaymentPlan], actor: Actor
+) -> tuple[list[tuple[bulk.PaymentPlan, int]], list[bulk.PaymentPlan]]:
+    from core.payments.services import record_payment
+
+    applied: list[tuple[bulk.PaymentPlan, int]] = []
+    refused: list[bulk.PaymentPlan] = []
+    for plan in plans:
+        try:
+            pid = await record_payment(
+                billing_account_id=plan.billing_account_id,
+                amount_minor=plan.amount_minor,
+                currency_code=plan.currency,
+                method="bank_transfer",
+                reference=plan.reference,
+                allocations=[AllocationRequest(i, a) for i, a in plan.allocations],
+                actor=actor,
+                received_at=datetime(
+                    plan.value_date.year, plan.value_date.month, plan.value_date.day, tzinfo=UTC
+                ),
+            )
+        except ValidationFailed:
+            refused.append(plan)
+            continue
+        applied.append((plan, pid))
+    return applied, refused
+
+
+# ------------------------------------------------------------------ workbench queries
+
+
+async def statements(limit: int = 50) -> list[dict[str, Any]]:
+    return list(
+        await BankStatement.select().order_by(BankStatement.id, ascending=False).limit(limit)
+    )
+
+
+async def work_items(
+    status: str = "open", query: str = "", statement_id: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Lines for the workbench: "open" = suggested, unmatched and unidentified."""
+    q = StatementLine.select()
+    if status == "open":
+        q = q.where(StatementLine.status.is_in(list(OPEN_STATUSES)))
+    elif status != "all":
+        q = q.where(StatementLine.status == status)
+    if statement_id is not None:
+        q = q.where(StatementLine.statement == statement_id)
+    if query:
+        like = f"%{query.strip()[:100]}%"
+        q = q.where(
+            StatementLine.reference.ilike(like)
+            | StatementLine.payer_name.ilike(like)
+            | StatementLine.bank_reference.ilike(like)
+        )
+    rows = (
+        await q.order_by(StatementLine.confidence, ascending=False)
+        .order_by(StatementLine.id)
+        .limit(limit)
+    )
+    return [_decoded(r) for r in rows]
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.get("suggestion")
+    row["suggestion"] = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    return row
+
+
+async def line_detail(line_id: int) -> dict[str, Any]:
+    row = await StatementLine.select().where(StatementLine.id == line_id).first()
+    if row is None:
+        raise NotFound("statement line")
+    row = _decoded(row)
+    ids = [item["invoice_id"] for item in row["suggestion"]]
+    invoices = await _invoices(ids)
+    row["suggested_invoices"] = [
+        {**invoices[item["invoice_id"]], "amount_minor": item["amount_minor"]}
+        for item in row["suggestion"]
+        if item["invoice_id"] in invoices
+    ]
+    row["allocations"] = []
+    if row["payment_id"]:
+        row["allocations"] = list(
+            await Allocation.select(
+                Allocation.id,
+                Allocation.amount_minor,
+                Allocation.invoice.number.as_alias("number"),
+                Allocation.invoice.id.as_alias("invoice_id"),
+            ).where(Allocation.payment == row["payment_id"])
+        )
+        payment = (
+            await Payment.select(Payment.unapplied_minor)
+            .where(Payment.id == row["payment_id"])
+            .first()
+        )
+        row["unapplied_minor"] = payment["unapplied_minor"] if payment else 0
+    return row
+
+
+async def _invoices(ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = await Invoice.select(
+        Invoice.id,
+        Invoice.number,
+        Invoice.billing_account,
+        Invoice.billing_account.name.as_alias("account_name"),
+        Invoice.currency,
+        Invoice.balance_minor,
+        Invoice.total_minor,
+        Invoice.due_date,
+        Invoice.status,
+    ).where(Invoice.id.is_in(list(ids)))
+    return {r["id"]: r for r in rows}
+
+
+async def search_open_invoices(
+    query: str, currency_code: str, billing_account_id: int | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Open invoices of the currency by number, customer name or exact amount."""
+    q = Invoice.select(
+        Invoice.id,
+        Invoice.number,
+        Invoice.billing_account,
+        Invoice.billing_account.name.as_alias("account_name"),
+        Invoice.billing_account.organization.name.as_alias("customer"),
+        Invoice.currency,
+        Invoice.balance_minor,
+        Invoice.due_date,
+    ).where(
+        (Invoice.status == "open")
+        & (Invoice.currency == currency_code)
+        & (Invoice.balance_minor > 0)
+    )
+    text = query.strip()[:100]
+    if text:
+        condition = (
+            Invoice.number.ilike(f"%{text}%")
+            | Invoice.billing_account.name.ilike(f"%{text}%")
+            | Invoice.billing_account.organization.name.ilike(f"%{text}%")
+        )
+        try:
+            amount = parse_amount(text, currency_code).to_minor()
+            condition = condition | (Invoice.balance_minor == amount)
+        except (AmountParseError, ValueError):
+            pass
+        q = q.where(condition)
+    if billing_account_id is not None:
+        q = q.where(Invoice.billing_account == billing_account_id)
+    return list(await q.order_by(Invoice.due_date).limit(limit))
+
+
+# ------------------------------------------------------------------ workbench actions
+
+
+async def _locked_line(line_id: int) -> dict[str, Any]:
+    row = await for_update(StatementLine.select().where(StatementLine.id == line_id)).first()
+    if row is None:
+        raise NotFound("statement line")
+    return _decoded(row)
+
+
+async def items_by_number(
+    numbers: Sequence[str], amounts: Sequence[str], currency_code: str
+) -> list[AllocationRequest]:
+    """Form rows (invoice number, amount) → allocation requests; blank rows skipped."""
+    raw = [(n.strip(), a.strip()) for n, a in zip(numbers, amounts, strict=False)]
+    wanted = [n for n, _ in raw if n][:50]
+    rows = [(n.upper(), a) for n, a in raw if n or a]
+    if not rows:
+        raise ValidationFailed({"allocations": "Enter at least one invoice number and amount."})
+    found = {
+        r["number"].upper(): r["id"]
+        for r in await Invoice.select(Invoice.id, Invoice.number).where(
+            Invoice.number.is_in([*wanted, *(n.upper() for n in wanted)] or ["-"])
+        )
+    }
+    items: list[AllocationRequest] = []
+    for number, raw_amount in rows:
+        if number not in found:
+            raise ValidationFailed({"allocations": f"No invoice numbered {number or '(blank)'}."})
+        try:
+            money = parse_amount(raw_amount, currency_code)
+        except AmountParseError as exc:
+            raise ValidationFailed({"allocations": f"{number}: {exc}"}) from None
+        items.append(AllocationRequest(found[number], money.to_minor()))
+    return items
+
+
+async def apply_line(
+    line_id: int, items: Sequence[AllocationRequest], actor: Actor, note: str = ""
+) -> int:
+    """Apply a line to one or more open invoices of ONE billing account (a split); what
+    is left becomes unapplied cash on that account. Returns the payment id. The system
+    (the re-matching job) applies as ``auto_applied``; people as ``applied``."""
+    await require(actor, OPERATORS, system=True)
+    from core.payments.services import record_payment
+
+    if not items:
+        raise ValidationFailed({"allocations": "Choose at least one invoice and an amount."})
+    async with transaction():
+        line = await _locked_line(line_id)
+        if line["status"] not in OPEN_STATUSES:
+            raise Conflict("This line is already applied.")
+        invoices = await _invoices([i.invoice_id for i in items])
+        accounts = {inv["billing_account"] for inv in invoices.values()}
+        if len(invoices) != len({i.invoice_id for i in items}):
+            raise ValidationFailed({"allocations": "Choose open invoices."})
+        if len(accounts) != 1:
+            raise ValidationFailed(
+                {"allocations": "Apply one line to invoices of one billing account at a time."}
+            )
+        if any(inv["currency"] != line["currency"] for inv in invoices.values()):
+            raise ValidationFailed({"allocations": "The invoices must be in the line's currency."})
+        account = accounts.pop()
+        payment_id = await record_payment(
+            billing_account_id=account,
+            amount_minor=line["amount_minor"],
+            currency_code=line["currency"],
+            method="bank_transfer",
+            reference=(line["bank_reference"] or line["reference"])[:120],
+            allocations=list(items),
+            actor=actor,
+            received_at=datetime(
+                line["value_date"].year,
+                line["value_date"].month,
+                line["value_date"].day,
+                tzinfo=UTC,
+            ),
+        )
+        now = datetime.now(UTC)
+        await StatementLine.update(
+            {
+                StatementLine.status: "auto_applied" if actor.type == "system" else "applied",
+                StatementLine.payment_id: payment_id,
+                StatementLine.billing_account: account,
+                StatementLine.updated_at: now,
+                StatementLine.note: _append_note(line["note"], note, actor, now),
+            }
+        ).where(StatementLine.id == line_id)
+        for key in payer_keys(line["payer_name"], line["payer_account"]):
+            await _learn_one(key, account, now)
+        await record(
+            AuditRecord(
+                actor,
+                "remittance.line_applied",
+                "bank_statement_line",
+                line_id,
+                data={
+                    "payment": payment_id,
+                    "allocations": {str(i.invoice_id): i.amount_minor for i in items},
+                    "suggested": [s["invoice_id"] for s in line["suggestion"]],
+                },
+            )
+        )
+    return payment_id
+
+
+async def accept_suggestion(line_id: int, actor: Actor) -> int:
+    line = (
+        await StatementLine.select(StatementLine.suggestion)
+        .where(StatementLine.id == line_id)
+        .first()
+    )
+    if line is None:
+        raise NotFound("statement line")
+    suggestion = _decoded(dict(line))["suggestion"]
+    if not suggestion:
+        raise ValidationFailed({"allocations": "This line has no suggestion."})
+    items = [AllocationRequest(s["invoice_id"], s["amount_minor"]) for s in suggestion]
+    return await apply_line(line_id, items, actor)
+
+
+async def unapply_line(line_id: int, actor: Actor, reason: str) -> None:
+    """Take back every allocation of the line's payment: the invoices reopen and the
+    money stays on the customer's account as unapplied cash (the cash area's
+    ``unapply``); the line returns to the workbench marked ``unapplied``."""
+    await require(actor, OPERATORS)
+    from core.cash.allocations import unapply
+
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed({"reason": "Give a reason for unapplying."})
+    async with transaction():
+        line = await _locked_line(line_id)
+        if line["status"] not in ("auto_applied", "applied") or not line["payment_id"]:
+            raise Conflict("Only an applied line can be unapplied.")
+        allocations = await Allocation.select(Allocation.id, Allocation.invoice).where(
+            Allocation.payment == line["payment_id"]
+        )
+        for allocation in allocations:
+            await unapply(allocation["id"], actor, reason)
+        now = datetime.now(UTC)
+        await StatementLine.update(
+            {
+                StatementLine.status: "unapplied",
+                StatementLine.updated_at: now,
+                StatementLine.note: _append_note(line["note"], f"Unapplied: {reason}", actor, now),
+            }
+        ).where(StatementLine.id == line_id)
+        await record(
+            AuditRecord(
+                actor,
+                "remittance.line_unapplied",
+                "bank_statement_line",
+                line_id,
+                data={"payment": line["payment_id"], "allocations": len(allocations)},
+                reason_code="staff_unapply",
+            )
+        )
+
+
+async def mark_unidentified(line_id: int, actor: Actor, note: str) -> None:
+    await require(actor, OPERATORS)
+    note = note.strip()
+    if not note:
+        raise ValidationFailed({"note": "Say what you checked before marking it unidentified."})
+    async with transaction():
+        line = await _locked_line(line_id)
+        if line["status"] not in ("suggested", "unmatched"):
+            raise Conflict("Only an unmatched or suggested line can be marked unidentified.")
+        now = datetime.now(UTC)
+        await StatementLine.update(
+            {
+                StatementLine.status: "unidentified",
+                StatementLine.updated_at: now,
+                StatementLine.note: _append_note(line["note"], note, actor, now),
+            }
+        ).where(StatementLine.id == line_id)
+        await record(
+            AuditRecord(
+                actor,
+                "remittance.line_unidentified",
+                "bank_statement_line",
+                line_id,
+                data={"note": note[:NOTE_MAX]},
+            )
+        )
+
+
+async def add_note(line_id: int, actor: Actor, note: str) -> None:
+    await require(actor, OPERATORS)
+    note = note.strip()
+    if not note or len(note) > NOTE_MAX:
+        raise ValidationFailed({"note": f"Write a note of 1 to {NOTE_MAX} characters."})
+    async with transaction():
+        line = await _locked_line(line_id)
+        now = datetime.now(UTC)
+        await StatementLine.update(
+            {
+                StatementLine.note: _append_note(line["note"], note, actor, now),
+                StatementLine.updated_at: now,
+            }
+        ).where(StatementLine.id == line_id)
+        await record(
+            AuditRecord(
+                actor, "remittance.line_noted", "bank_statement_line", line_id, data={"note": note}
+            )
+        )
+
+
+def _append_note(existing: str, note: str, actor: Actor, now: datetime) -> str:
+    note = note.strip()[:NOTE_MAX]
+    if not note:
+        return existing
+    entry = f"[{now.strftime('%Y-%m-%d %H:%M')} {actor_ref(actor)}] {note}"
+    return f"{existing}\n{entry}".strip()[-8000:]
+
+
+async def can_read(actor: Actor) -> bool:
+    try:
+        await require(actor, READERS)
+    except NotPermitted:
+        return False
+    return True
+
+
+async def rematch_open_lines(actor: Actor = SYSTEM, limit: int = 2000) -> int:
+    """Match suggested and unmatched lines again against today's open invoices (an
+    invoice issued after the money arrived, a payer learned since): apply those that now
+    reach the auto-apply confidence, refresh the others' suggestions. Returns how many
+    were applied. Each application is its own transaction (``apply_line``)."""
+    rows = await (
+        StatementLine.select()
+        .where(StatementLine.status.is_in(["suggested", "unmatched"]))
+        .order_by(StatementLine.id)
+        .limit(limit)
+    )
+    if not rows:
+        return 0
+    config = await load_config()
+    index = await load_index({r["currency"] for r in rows})
+    lines = [
+        Line(
+            r["id"],
+            r["amount_minor"],
+            r["currency"],
+            r["reference"],
+            r["payer_name"],
+            r["payer_account"],
+        )
+        for r in rows
+    ]
+    with _no_gc():
+        outcomes = match_lines(config, index, lines)
+    applied = 0
+    now = datetime.now(UTC)
+    for row, outcome in zip(rows, outcomes, strict=True):
+        s = outcome.suggestion
+        if outcome.auto and s is not None:
+            try:
+                await apply_line(
+                    row["id"],
+                    [AllocationRequest(i, a) for i, a in s.allocations],
+                    actor,
+                    f"Re-matched: {s.reason} ({s.confidence}%)",
+                )
+            except (ValidationFailed, Conflict):
+                continue  # changed meanwhile: stays in the workbench
+            applied += 1
+        elif s is not None and (s.rule != row["rule"] or s.confidence != row["confidence"]):
+            await StatementLine.update(
+                {
+                    StatementLine.status: "suggested",
+                    StatementLine.rule: s.rule,
+                    StatementLine.reason: s.reason,
+                    StatementLine.confidence: s.confidence,
+                    StatementLine.suggestion: json.dumps(
+                        [{"invoice_id": i, "amount_minor": a} for i, a in s.allocations]
+                    ),
+                    StatementLine.billing_account: s.billing_account_id,
+                    StatementLine.updated_at: now,
+                }
+            ).where(
+                (StatementLine.id == row["id"])
+                & StatementLine.status.is_in(["suggested", "unmatched"])
+            )
+    return applied
