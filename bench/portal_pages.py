@@ -2,7 +2,7 @@
 
 Run from the repo root::
 
-    .venv/bin/python bench/portal_pages.py [--clients 50] [--seconds 8]
+    .venv/bin/python bench/portal_pages.py [--clients 50] [--seconds 8] [--workers 1]
 
 What it does (bounded, cleans up after itself even on error):
 
@@ -10,8 +10,9 @@ What it does (bounded, cleans up after itself even on error):
    ``postgresql://postgres@127.0.0.1:5432/ledgerline_bench``, plus a random suffix),
    applies the real migrations, and seeds one issuing entity, one customer
    organization, one USD billing account, one viewer user and 10,000 invoices;
-2. starts the real portal (``uvicorn --factory portal.app:create_app``) and a bare
-   Litestar app (``bench/bare_app.py``) with the same uvicorn settings;
+2. starts the real portal (``uvicorn --factory portal.app:create_app``, ``--workers``
+   processes, as ``WEB_CONCURRENCY`` does in production) and a bare Litestar app
+   (``bench/bare_app.py``) with the same uvicorn settings;
 3. signs in once through the real login form and shares the session cookie between
    the concurrent clients (httpx, keep-alive, one connection per client);
 4. runs each scenario for a warm-up plus ``--seconds``, then prints a table and a
@@ -244,7 +245,9 @@ class Server:
         return "\n".join(text[-lines:])
 
 
-def start_server(name: str, factory: str, env: dict[str, str], log_dir: Path, probe: str) -> Server:
+def start_server(
+    name: str, factory: str, env: dict[str, str], log_dir: Path, probe: str, workers: int = 1
+) -> Server:
     port = free_port()
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
@@ -262,6 +265,7 @@ def start_server(name: str, factory: str, env: dict[str, str], log_dir: Path, pr
                 "--no-access-log",
                 "--log-level",
                 "warning",
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             cwd=ROOT,
             env=env,
@@ -298,6 +302,22 @@ def cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of a process and its direct children (uvicorn's worker processes)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    total = own
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 12 and fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def machine_busy() -> tuple[int, int] | None:
@@ -435,14 +455,14 @@ async def run_scenario(sc: Scenario, clients: int, seconds: float, server_pid: i
         async def mark_window() -> None:
             await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
             marks["start"] = (
-                cpu_seconds(server_pid),
+                tree_cpu_seconds(server_pid),
                 time.process_time(),
                 services_cpu_seconds(),
                 machine_busy(),
             )
             await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
             marks["end"] = (
-                cpu_seconds(server_pid),
+                tree_cpu_seconds(server_pid),
                 time.process_time(),
                 services_cpu_seconds(),
                 machine_busy(),
@@ -528,7 +548,7 @@ def print_table(results: list[Result], clients: int) -> None:
     print(
         f"{clients} concurrent keep-alive clients, {results[0].seconds:g} s per scenario after "
         f"a {WARMUP_SECONDS:g} s warm-up. Latency: client-side time of one GET, body included. "
-        "srv ms / cli ms: CPU time per request of the uvicorn process / of this load "
+        "srv ms / cli ms: CPU time per request of the uvicorn processes / of this load "
         "generator. busy: whole machine (all cores); other: the part of it used by neither "
         "uvicorn, this process, PostgreSQL nor Redis (other tenants)."
     )
@@ -604,9 +624,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (50)")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per scenario (8)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes per server (1)"
+    )
     args = parser.parse_args()
     clients = max(1, min(args.clients, 500))
     seconds = max(1.0, min(args.seconds, 120.0))
+    workers = max(1, min(args.workers, 16))
 
     # Turn SIGTERM into SystemExit so the finally block below still cleans up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -648,12 +672,16 @@ def main() -> int:
             "LEDGERLINE_VAR_DIR": str(var_dir),
             "LOG_FORMAT": "json",
         }
-        servers.append(start_server("portal", "portal.app:create_app", env, var_dir, "/health"))
-        servers.append(start_server("bare", "bench.bare_app:create_app", env, var_dir, "/bare"))
+        servers.append(
+            start_server("portal", "portal.app:create_app", env, var_dir, "/health", workers)
+        )
+        servers.append(
+            start_server("bare", "bench.bare_app:create_app", env, var_dir, "/bare", workers)
+        )
         print(
             f"servers: portal {servers[0].url}, bare {servers[1].url} "
-            "(uvicorn, 1 worker each, uvloop/httptools if installed; portal logs JSON per "
-            "request to a file)"
+            f"(uvicorn, {workers} worker{'s' if workers > 1 else ''} each, uvloop/httptools "
+            "if installed; portal logs JSON per request to a file)"
         )
         print(
             f"NOTE: the load generator (this process, {clients} httpx clients on one asyncio "
@@ -685,7 +713,7 @@ def main() -> int:
         print(
             f"result: partial_rps={partial.rps:.0f} partial_p95_ms={_r(partial.pct(95))} "
             f"page_rps={page.rps:.0f} page_p95_ms={_r(page.pct(95))} "
-            f"bare_rps={bare.rps:.0f} ratio={ratio:.2f}"
+            f"bare_rps={bare.rps:.0f} ratio={ratio:.2f} workers={workers}"
         )
         return 0
     except Exception as exc:

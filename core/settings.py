@@ -45,6 +45,9 @@ class Settings:
     stripe_api_key: str = "sk_test_ledgerline_local"
     stripe_api_base: str | None = None
     stripe_webhook_secret: str = "whsec_ledgerline_local"
+    # Web worker processes (uvicorn --workers) started by the launcher: WEB_CONCURRENCY,
+    # default 1 (the embedded run on SQLite, which serializes writes anyway).
+    web_concurrency: int = 1
 
     @property
     def production(self) -> bool:
@@ -143,8 +146,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=(env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/"),
         usage_rate_limit=_int(env, "USAGE_RATE_LIMIT", 60),
         usage_rate_window=_int(env, "USAGE_RATE_WINDOW", 10),
+        web_concurrency=_web_concurrency(env),
         **_stripe(env, mode),
     )
+
+
+MAX_WEB_CONCURRENCY = 64
+
+
+def _web_concurrency(env: Mapping[str, str]) -> int:
+    workers = _int(env, "WEB_CONCURRENCY", 1)
+    if workers > MAX_WEB_CONCURRENCY:
+        raise ConfigError(f"WEB_CONCURRENCY must be at most {MAX_WEB_CONCURRENCY}, got {workers}")
+    return workers
 
 
 def _stripe(env: Mapping[str, str], mode: str) -> dict[str, str | None]:

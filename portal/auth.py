@@ -14,7 +14,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Response
 
 from core.audit.log import Actor
-from core.identity.scope import Scope, load_scope, narrowed_scope
+from core.identity.scope import Scope, load_request_scope
 from portal.sessions import SessionData, SessionStore
 
 
@@ -119,11 +119,9 @@ async def provide_scope(request: ASGIConnection) -> Scope:
     session = await current_session(request)
     assert session is not None
     assert session.kind == "customer"
-    scope = await load_scope(session.user_id)
-    if session.active_entity is not None:  # the entity switcher narrows to a subtree
-        narrowed = await narrowed_scope(scope, session.active_entity)
-        if narrowed is None:  # no longer visible (a role was removed): every entity
-            request.state.session = await sessions(request).update(session, active_entity=None)
-        else:
-            scope = narrowed
+    # One query per request: the scope is never cached across requests, so a role or
+    # membership change applies to the next request.
+    scope, narrowed = await load_request_scope(session.user_id, session.active_entity)
+    if not narrowed:  # the chosen entity is no longer visible (a role was removed): every entity
+        request.state.session = await sessions(request).update(session, active_entity=None)
     return scope

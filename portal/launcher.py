@@ -86,6 +86,10 @@ def main() -> int:
                 "--port",
                 str(settings.port),
                 "--no-access-log",
+                # WEB_CONCURRENCY: several processes need the import string + --factory
+                # above (each worker builds its own app, pools and connections).
+                "--workers",
+                str(settings.web_concurrency),
             ],
             cwd=PROJECT_ROOT,
             env=env,

@@ -26,7 +26,6 @@ from arq.connections import ArqRedis
 from core.audit.log import Actor
 from core.billing import reconciliation, runs
 from core.billing.run_tables import RunChunk
-from core.db import is_sqlite
 from core.errors import DomainError
 from core.operations.failures import backoff_seconds, record_failure
 from core.settings import load_settings
@@ -97,25 +96,18 @@ async def start_and_enqueue(
 
 
 async def scheduled_invoice_run(ctx: dict[str, Any]) -> int:
-    try:
-        plan = await start_and_enqueue(
-            ctx["redis"],
-            datetime.now(UTC),
-            Actor.system("scheduler"),
-            trigger="cron",
-            chunk_size=runs.DEFAULT_CHUNK_SIZE,
-        )
-    except runs.RunsNeedPostgres:
-        log.info("invoice runs skipped: they need PostgreSQL")
-        return 0
+    plan = await start_and_enqueue(
+        ctx["redis"],
+        datetime.now(UTC),
+        Actor.system("scheduler"),
+        trigger="cron",
+        chunk_size=runs.DEFAULT_CHUNK_SIZE,
+    )
     return plan.run_id
 
 
 async def resume_stalled_runs(ctx: dict[str, Any]) -> int:
-    try:
-        run_ids = await runs.stalled_runs()
-    except runs.RunsNeedPostgres:
-        return 0
+    run_ids = await runs.stalled_runs()
     limit = datetime.now(UTC) - STALL_AFTER
     count = 0
     for run_id in run_ids:
@@ -130,8 +122,6 @@ async def resume_stalled_runs(ctx: dict[str, Any]) -> int:
 
 
 async def reconcile_late_usage(ctx: dict[str, Any]) -> int:
-    if is_sqlite():  # nothing is billed by runs in the embedded mode: nothing is late
-        return 0
     report = await reconciliation.reconcile(datetime.now(UTC), Actor.system("reconciliation"))
     return report.applied + report.corrected + report.held
 

@@ -73,6 +73,9 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     max_tries = MAX_TRIES
+    # Read past jobs a killed worker left in progress at the head of the queue (arq only
+    # retries those once their in-progress key expires), so they never block the rest.
+    queue_read_limit = 100
     job_timeout = 600
     # arq reads this at import; ``make run`` sets REDIS_URL to the embedded server.
     redis_settings = redis_settings(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")

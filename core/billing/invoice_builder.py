@@ -10,7 +10,9 @@ of statements, whatever its size: lock the chunk's subscriptions (``FOR UPDATE``
 what is already billed, aggregate usage for every metered period in one query, lock the
 accounts' billable pending charges, then multi-row inserts of invoices, lines and billed
 periods (``unnest``), and multi-row updates of subscriptions and pending charges. No
-per-invoice round trip. PostgreSQL only (asyncpg).
+per-invoice round trip on PostgreSQL. On SQLite (the embedded default) the same statements
+run through ``core.billing.sql`` (placeholders translated, ``unnest`` statements run once
+per row, no row locks: SQLite's write lock serializes the chunk's transaction).
 
 Rules
 -----
@@ -48,6 +50,7 @@ from typing import Any, Final
 
 from core.billing.metrics import Metric
 from core.billing.periods import BillingAnchor, Interval, Period, period_containing
+from core.billing.sql import Connection
 from core.billing.usage_queries import Window, aggregate_windows
 from core.catalog import pricing
 from core.catalog.price_book import definition_from_row, discount_from_row
@@ -355,7 +358,7 @@ FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bigint[],
 """
 
 _UPDATE_SUBS = """
-UPDATE subscription s SET
+UPDATE subscription AS s SET
     current_period_start = COALESCE(u.ps, s.current_period_start),
     current_period_end = COALESCE(u.pe, s.current_period_end),
     discount_periods_used = s.discount_periods_used + u.du,
@@ -367,7 +370,7 @@ WHERE s.id = u.id
 """
 
 _UPDATE_PENDING = """
-UPDATE pending_charge p SET invoice = u.i
+UPDATE pending_charge AS p SET invoice = u.i
 FROM unnest($1::bigint[], $2::bigint[]) AS u(id, i) WHERE p.id = u.id
 """
 
@@ -395,7 +398,7 @@ def _discount(row: Mapping[str, Any]) -> pricing.Discount | None:
 
 
 async def build_chunk(
-    conn: Any,
+    conn: Connection,
     *,
     run_id: int | None,
     chunk: int,
@@ -406,7 +409,8 @@ async def build_chunk(
     metrics: Mapping[str, Metric],
     created_by: str,
 ) -> ChunkResult:
-    """Build every due draft of a chunk inside the caller's transaction (asyncpg ``conn``).
+    """Build every due draft of a chunk inside the caller's transaction (``conn``:
+    ``core.billing.sql.current()``).
 
     ``metrics`` maps every metric code the chunk's prices use to its definition.
     """
@@ -554,13 +558,19 @@ async def build_chunk(
             await _update_subs(conn, sub_updates, now)
         return ChunkResult([], len(states) + len(account_ids), invalid)
 
-    ids = [
-        rec[0]
-        for rec in await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('invoice', 'id')) FROM generate_series(1, $1)",
-            len(drafts),
-        )
-    ]
+    if conn.sqlite:
+        # The chunk's transaction holds SQLite's write lock: the next ids are ours.
+        last = await conn.fetchval("SELECT COALESCE(max(id), 0) AS last FROM invoice")
+        ids = list(range(int(last) + 1, int(last) + 1 + len(drafts)))
+    else:
+        ids = [
+            rec[0]
+            for rec in await conn.fetch(
+                "SELECT nextval(pg_get_serial_sequence('invoice', 'id'))"
+                " FROM generate_series(1, $1)",
+                len(drafts),
+            )
+        ]
     entity_of = {r["billing_account"]: (r["issuing_entity"], r["account_currency"]) for r in rows}
     for a, rec in account_rows.items():
         entity_of[a] = (rec["issuing_entity"], rec["currency"])
@@ -620,7 +630,7 @@ async def build_chunk(
 
 
 async def _update_subs(
-    conn: Any,
+    conn: Connection,
     updates: Sequence[tuple[int, datetime | None, datetime | None, int]],
     now: datetime,
 ) -> None:

@@ -18,6 +18,9 @@ Rules
   corrected like the above, whatever the window) or discard them. Both are audited.
 * Events received in the last minute are left for the next pass (a commit racing the
   pass can never be skipped).
+
+Runs on PostgreSQL and on the embedded SQLite database (statements through
+``core.billing.sql``).
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from decimal import Decimal
 from typing import Any, Final
 
 from core.audit.log import Actor, AuditRecord, record
+from core.billing import sql
 from core.billing.run_tables import LateUsage
 from core.billing.usage_queries import Window, aggregate_windows, metrics_by_code
 from core.catalog import pricing
 from core.catalog.price_book import definition_from_row
-from core.db import engine, for_update, transaction
+from core.db import for_update, transaction
 from core.errors import Conflict, NotFound
 
 DEFAULT_WINDOW: Final = timedelta(hours=48)
@@ -75,11 +79,7 @@ class ReconcileReport:
     held: int = 0
 
 
-def _conn() -> Any:
-    return engine().current_transaction.get().connection
-
-
-async def _requantify(conn: Any, period: dict[str, Any], cutoff: datetime) -> Decimal:
+async def _requantify(conn: sql.Connection, period: dict[str, Any], cutoff: datetime) -> Decimal:
     metrics = await metrics_by_code([period["metric"]])
     found = await aggregate_windows(
         conn,
@@ -98,7 +98,7 @@ async def _requantify(conn: Any, period: dict[str, Any], cutoff: datetime) -> De
 
 
 async def _apply(
-    conn: Any, period: dict[str, Any], cutoff: datetime, actor: Actor, now: datetime
+    conn: sql.Connection, period: dict[str, Any], cutoff: datetime, actor: Actor, now: datetime
 ) -> tuple[str, int | None]:
     """Recount the period up to ``cutoff``; returns (status for its late events, pending
     charge id)."""
@@ -124,10 +124,10 @@ async def _apply(
             period["period_start"],
         )
         await conn.execute(
-            "UPDATE invoice i SET subtotal_minor = t.s, total_minor = t.s + i.tax_minor,"
+            "UPDATE invoice AS i SET subtotal_minor = t.s, total_minor = t.s + i.tax_minor,"
             " balance_minor = t.s + i.tax_minor - i.paid_minor"
             " FROM (SELECT COALESCE(sum(amount_minor), 0) AS s FROM invoice_line"
-            "       WHERE invoice = $1) t WHERE i.id = $1",
+            "       WHERE invoice = $1) AS t WHERE i.id = $1",
             period["invoice"],
         )
         await record(
@@ -179,13 +179,13 @@ async def reconcile(
     report = ReconcileReport()
     cutoff = now - SAFETY_LAG
     async with transaction():
-        late = [dict(r) for r in await _conn().fetch(_LATE, cutoff)]
+        late = [dict(r) for r in await sql.current().fetch(_LATE, cutoff)]
     by_period: dict[int, list[dict[str, Any]]] = {}
     for event in late:
         by_period.setdefault(event["bp"], []).append(event)
     for bp_id, events in by_period.items():
         async with transaction():
-            conn = _conn()
+            conn = sql.current()
             period = dict(await conn.fetchrow(_PERIOD, bp_id))
             limit = period["period_end"] + window
             inside = [e for e in events if e["received_at"] <= limit]
@@ -200,18 +200,22 @@ async def reconcile(
                 else:
                     report.corrected += len(inside)
             elif beyond:
-                # Nothing to count now, but the held ones must not be found again.
+                # Nothing to count now, but the held ones must not be found again
+                # (the period row is locked: its cutoff can only move forward here).
                 await conn.execute(
-                    "UPDATE billed_period SET usage_cutoff = GREATEST(usage_cutoff, $2)"
-                    " WHERE id = $1",
+                    "UPDATE billed_period SET usage_cutoff = $2 WHERE id = $1",
                     bp_id,
-                    max(e["received_at"] for e in beyond),
+                    max(period["usage_cutoff"], *(e["received_at"] for e in beyond)),
                 )
     return report
 
 
 async def _insert_late(
-    conn: Any, events: list[dict[str, Any]], status: str, charge: int | None, now: datetime
+    conn: sql.Connection,
+    events: list[dict[str, Any]],
+    status: str,
+    charge: int | None,
+    now: datetime,
 ) -> None:
     if not events:
         return
@@ -221,7 +225,7 @@ async def _insert_late(
         " SELECT e, a, b, m, q, o, r, $8, $9, '', $10"
         " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::numeric[],"
         " $6::timestamptz[], $7::timestamptz[]) AS u(e, a, b, m, q, o, r)"
-        " ON CONFLICT (usage_event) DO NOTHING",
+        " WHERE true ON CONFLICT (usage_event) DO NOTHING",
         [e["id"] for e in events],
         [e["billing_account"] for e in events],
         [e["bp"] for e in events],
@@ -251,7 +255,7 @@ async def review(late_id: int, decision: str, actor: Actor) -> str:
         status = "discarded"
         if decision == "release":
             await LateUsage.update({LateUsage.status: "released"}).where(LateUsage.id == late_id)
-            conn = _conn()
+            conn = sql.current()
             period = dict(await conn.fetchrow(_PERIOD, row["billed_period"]))
             cutoff = max(period["usage_cutoff"], row["received_at"])
             _, charge = await _apply(conn, period, cutoff, actor, now)

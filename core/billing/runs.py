@@ -15,6 +15,10 @@
   any draft left behind.
 * ``resume_run`` lists the chunks of a run that are not done (for a re-enqueue after a
   crash); ``retry_chunk`` is the console's retry of a failed chunk (audited).
+
+The same code runs on PostgreSQL and on the embedded SQLite database: the raw statements
+go through ``core.billing.sql`` (PostgreSQL unchanged; on SQLite translated, and the
+chunk's transaction serialized by SQLite's write lock instead of row locks).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from core.audit.log import Actor, AuditRecord, record
+from core.billing import sql
 from core.billing.invoice_builder import build_chunk, items_json
 from core.billing.run_tables import InvoiceRun, RunChunk
 from core.billing.usage_queries import metrics_by_code
-from core.db import advisory_lock, engine, for_update, is_sqlite, transaction
-from core.errors import Conflict, DomainError, NotFound, ValidationFailed
+from core.db import advisory_lock, for_update, transaction
+from core.errors import Conflict, NotFound, ValidationFailed
 
 DEFAULT_CHUNK_SIZE: Final = 1000
 MAX_CHUNK_SIZE: Final = 5000
@@ -62,10 +67,6 @@ FROM unnest($2::int[], $3::text[], $5::int[]) AS u(n, i, sz)
 """
 
 
-class RunsNeedPostgres(DomainError):
-    """Invoice runs use PostgreSQL bulk statements; the embedded SQLite mode has none."""
-
-
 @dataclass(frozen=True, slots=True)
 class RunPlan:
     run_id: int
@@ -91,10 +92,6 @@ def chunk_job_id(run_id: int, number: int, attempt: int = 0, namespace: str = ""
     if attempt:
         base += f":retry:{attempt}"
     return f"{namespace}:{base}" if namespace else base
-
-
-def _conn() -> Any:
-    return engine().current_transaction.get().connection
 
 
 def _split(
@@ -130,8 +127,6 @@ async def start_run(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> RunPlan:
     """Plan a run of everything due at ``as_of``; the caller enqueues its chunks."""
-    if is_sqlite():
-        raise RunsNeedPostgres("Invoice runs need PostgreSQL (DATABASE_URL).")
     if as_of.tzinfo is None:
         raise ValidationFailed({"as_of": "Give the run's date with a time zone."})
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -139,7 +134,7 @@ async def start_run(
     now = datetime.now(UTC)
     async with transaction():
         await advisory_lock(_PLAN_LOCK_KEY)
-        conn = _conn()
+        conn = sql.current()
         due = [(r["id"], r["billing_account"]) for r in await conn.fetch(_DUE, as_of)]
         with_subs = {a for _, a in due}
         charge_only = [
@@ -229,8 +224,6 @@ async def process_chunk(run_id: int, number: int, *, clock: datetime | None = No
     """Bill one chunk (idempotent: run it any number of times, concurrently or after a
     crash: each due period is billed once and every draft ends up finalized or held).
     ``clock`` (tests) replaces the current time: usage received up to it is billed."""
-    if is_sqlite():
-        raise RunsNeedPostgres("Invoice runs need PostgreSQL (DATABASE_URL).")
     chunk = await _chunk(run_id, number)
     report = ChunkReport(run_id, number)
     items = _items(chunk["items"])
@@ -252,7 +245,7 @@ async def process_chunk(run_id: int, number: int, *, clock: datetime | None = No
         ).first()
         items = _items(locked["items"])
         result = await build_chunk(
-            _conn(),
+            sql.current(),
             run_id=run_id,
             chunk=number,
             as_of=chunk["as_of"],
@@ -289,7 +282,7 @@ async def process_chunk(run_id: int, number: int, *, clock: datetime | None = No
 async def _metric_codes(sub_ids: Sequence[int]) -> list[str]:
     if not sub_ids:
         return []
-    rows = await _conn().fetch(
+    rows = await sql.current().fetch(
         "SELECT DISTINCT p.metric FROM subscription s JOIN price p ON p.id = s.price"
         " WHERE s.id = ANY($1::bigint[]) AND p.metric <> ''",
         list(sub_ids),

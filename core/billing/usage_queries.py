@@ -1,5 +1,7 @@
 """Usage aggregation in PostgreSQL: many (billing account x metric x period) windows in
-one statement, with the same rules as ``core.billing.metrics`` (tests compare both).
+one statement, with the same rules as ``core.billing.metrics`` (tests compare both). On
+SQLite (the embedded default) the events of each window are read through Piccolo and
+aggregated by those pure rules.
 
 Only events received up to each window's ``cutoff`` count (what a draft was built from);
 events held or discarded by the reconciliation window never count.
@@ -16,6 +18,7 @@ from typing import Any
 
 from core.billing.metrics import Metric, default_metric
 from core.billing.run_tables import BillableMetric, LateUsage
+from core.db import is_sqlite
 
 _AGGREGATE = """
 SELECT w.k,
@@ -61,9 +64,13 @@ def pick(metric: Metric, row: Any) -> Decimal:
 
 
 async def aggregate_windows(conn: Any, windows: Sequence[Window]) -> dict[int, Decimal]:
-    """``{window.key: quantity}`` for every window, in one query (asyncpg connection)."""
+    """``{window.key: quantity}`` for every window, in one query (the transaction's
+    connection: asyncpg, or ``core.billing.sql.current()``); on SQLite, one read per
+    window and the pure rules."""
     if not windows:
         return {}
+    if is_sqlite():
+        conn = _SqliteConn()
     rows = await conn.fetch(
         _AGGREGATE,
         [w.key for w in windows],
@@ -206,7 +213,7 @@ async def current_usage(conn: Any, account_ids: Sequence[int], now: datetime) ->
 async def usage_overview(account_ids: Sequence[int], now: datetime) -> list[UsageLine]:
     """``current_usage`` in its own read transaction (for the customer usage page); on
     SQLite (the embedded mode) the same figures come from the pure rules."""
-    from core.db import engine, is_sqlite, transaction
+    from core.db import engine, transaction
 
     async with transaction():
         if is_sqlite():

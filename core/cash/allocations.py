@@ -18,6 +18,7 @@ from core.cash.access import OPERATORS, actor_ref, require
 from core.cash.tables import AllocationChange
 from core.db import for_update, transaction
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.fx.realized import Application, post_realized_fx, reverse_realized_fx
 from core.identity.tables import BillingAccount
 from core.invoicing.tables import Invoice
 from core.ledger import accounts as acct
@@ -136,6 +137,10 @@ async def apply_unapplied(
             await _post_change(
                 payment, int(change["id"]), item.amount_minor, "applied", inv["number"] or ""
             )
+            await post_realized_fx(
+                [Application(allocation_id, item.invoice_id, item.amount_minor, now.date())],
+                actor,
+            )
             await record(
                 AuditRecord(
                     actor,
@@ -217,6 +222,7 @@ async def unapply(allocation_id: int, actor: Actor, reason: str) -> None:
             )
         )
         await _post_change(payment, int(change["id"]), amount, "unapplied", inv["number"] or "")
+        await reverse_realized_fx(allocation_id, "allocation_change", int(change["id"]), now.date())
         await record(
             AuditRecord(
                 actor,

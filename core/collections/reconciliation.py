@@ -8,10 +8,16 @@ charges and refunds (``pi_…``), the dispute for chargebacks (``dp_…``). For 
 touched by a new transaction, by a new ledger entry, or by a difference still open, the
 run compares the sum Stripe moved with the sum the ledger moved on STRIPE_BALANCE:
 
-* charges and refunds compare their gross ``amount`` (Stripe's processing fees are not
-  booked per charge by Ledgerline; they are reported per run as ``fees``),
-* disputes compare ``net`` (the dispute fee is booked to Dispute losses with the
-  withdrawal).
+* every transaction compares its ``net`` (amount less Stripe's fee): a charge against
+  the payment (debit Stripe balance, gross) together with its processing fee, booked
+  when the payment settled (``core.payments.fees``: credit Stripe balance, source
+  ``stripe_fee``); a refund against the refund; a dispute withdrawal against the
+  chargeback (its dispute fee is booked to Dispute losses with the withdrawal). A
+  charge whose fee was never booked therefore shows as a difference of the fee. The
+  fees of each run are also reported per currency as ``fees``.
+
+Before comparing, a run books the processing fee of charges whose payment is recorded
+but whose fee is not booked yet (``book_missing_fees``), from the stored transaction.
 
 A difference is stored (``ReconciliationDifference``, one open row per key, updated by
 later runs) and shown to staff; a later run that finds the key in agreement resolves it.
@@ -43,6 +49,9 @@ from core.db import advisory_lock, transaction
 from core.errors import NotFound, ValidationFailed
 from core.ledger import accounts as acct
 from core.ledger.tables import JournalEntry, JournalLine
+from core.money import Money, format_money
+from core.payments.fees import SOURCE_TYPE as FEE_SOURCE
+from core.payments.fees import record_fee
 from core.payments.tables import Payment
 
 _RUN_LOCK_KEY = 0x4C4C_5243  # "LLRC": one reconciliation at a time
@@ -67,8 +76,11 @@ def txn_key(txn: Mapping[str, Any]) -> str:
 
 
 def expected_ledger_minor(category: str, amount: int, net: int) -> int:
-    """What the ledger should move on STRIPE_BALANCE for one Stripe balance transaction."""
-    return net if category in DISPUTE_CATEGORIES else amount
+    """What the ledger should move on STRIPE_BALANCE for one Stripe balance transaction:
+    its net, for every category (charges have their processing fee booked beside the
+    payment; dispute withdrawals their dispute fee beside the chargeback)."""
+    del category, amount  # kept in the signature: the rule may differ per category again
+    return net
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +150,15 @@ async def _keys_of_entries(rows: list[dict[str, Any]]) -> dict[tuple[str, int], 
     for r in rows:
         by_type[r["source_type"]].add(int(r["source_id"]))
     keys: dict[tuple[str, int], str] = {}
-    if by_type["payment"]:
+    payment_ids = by_type["payment"] | by_type[FEE_SOURCE]
+    if payment_ids:
         for p in await Payment.select(Payment.id, Payment.stripe_payment_intent).where(
-            Payment.id.is_in(sorted(by_type["payment"]))
+            Payment.id.is_in(sorted(payment_ids))
         ):
             if p["stripe_payment_intent"]:
-                keys[("payment", int(p["id"]))] = p["stripe_payment_intent"]
+                for source_type in ("payment", FEE_SOURCE):
+                    if int(p["id"]) in by_type[source_type]:
+                        keys[(source_type, int(p["id"]))] = p["stripe_payment_intent"]
     if by_type["refund"]:
         for r in await Refund.select(
             Refund.id, Refund.payment.stripe_payment_intent.as_alias("pi")
@@ -176,6 +191,7 @@ async def _entries_for_keys(keys: set[str]) -> list[int]:
             )
         ]
         sources.append(("payment", payment_ids))
+        sources.append((FEE_SOURCE, payment_ids))
         if payment_ids:
             refund_ids = [
                 int(r["id"])
@@ -239,7 +255,11 @@ async def list_balance_transactions(
     return await asyncio.to_thread(fetch)
 
 
-async def stripe_sums(keys: set[str]) -> dict[str, tuple[str, int]]:
+async def stripe_sums(
+    keys: set[str], fees: dict[str, tuple[int, int]] | None = None
+) -> dict[str, tuple[str, int]]:
+    """key → (currency, what the ledger should have moved); ``fees``, when given, is
+    filled with key → (gross amount, Stripe fees) for the difference's explanation."""
     sums: dict[str, tuple[str, int]] = {}
     if not keys:
         return sums
@@ -247,7 +267,54 @@ async def stripe_sums(keys: set[str]) -> dict[str, tuple[str, int]]:
         cur, total = sums.get(t["key"], (t["currency"], 0))
         expected = expected_ledger_minor(t["category"], t["amount_minor"], t["net_minor"])
         sums[t["key"]] = (cur, total + expected)
+        if fees is not None:
+            gross, fee = fees.get(t["key"], (0, 0))
+            fees[t["key"]] = (gross + int(t["amount_minor"]), fee + int(t["fee_minor"]))
     return sums
+
+
+async def book_missing_fees(keys: set[str], actor: Actor) -> int:
+    """Book the processing fee of charges Stripe reported (stored balance transactions
+    with a fee) whose payment is recorded but whose fee is not booked yet, e.g. because
+    Stripe was unreachable right after settlement. No Stripe call: the fee comes from
+    the stored transaction. Returns how many fees were booked."""
+    pis = sorted(k for k in keys if k.startswith("pi_"))
+    if not pis:
+        return 0
+    charges = await StripeBalanceTxn.select(
+        StripeBalanceTxn.key,
+        StripeBalanceTxn.stripe_id,
+        StripeBalanceTxn.currency,
+        StripeBalanceTxn.fee_minor,
+    ).where(
+        StripeBalanceTxn.key.is_in(pis)
+        & StripeBalanceTxn.type.is_in(["charge", "payment"])
+        & (StripeBalanceTxn.fee_minor > 0)
+    )
+    if not charges:
+        return 0
+    first_payment: dict[str, int] = {}
+    for p in await Payment.select(Payment.id, Payment.stripe_payment_intent).where(
+        Payment.stripe_payment_intent.is_in(sorted({c["key"] for c in charges}))
+    ):
+        pi = p["stripe_payment_intent"]
+        first_payment[pi] = min(first_payment.get(pi, p["id"]), p["id"])
+    booked = {
+        int(e["source_id"])
+        for e in await JournalEntry.select(JournalEntry.source_id).where(
+            (JournalEntry.source_type == FEE_SOURCE)
+            & JournalEntry.source_id.is_in(sorted(first_payment.values()) or [-1])
+        )
+    }
+    count = 0
+    for c in charges:
+        payment_id = first_payment.get(c["key"])
+        if payment_id is None or payment_id in booked:
+            continue
+        if await record_fee(c["key"], c["currency"], c["fee_minor"], c["stripe_id"], actor):
+            booked.add(payment_id)
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------- the run
@@ -339,10 +406,14 @@ async def reconcile(
             )
         }
         keys = new_keys | open_keys
-        differences, agreed = compare(await stripe_sums(keys), await ledger_sums(keys), keys)
+        await book_missing_fees(keys, actor)
+        gross_fees: dict[str, tuple[int, int]] = {}
+        differences, agreed = compare(
+            await stripe_sums(keys, gross_fees), await ledger_sums(keys), keys
+        )
         now = datetime.now(UTC)
         for d in differences:
-            detail = _detail(d)
+            detail = _detail(d, *gross_fees.get(d.key, (0, 0)))
             updated = (
                 await ReconciliationDifference.update(
                     {
@@ -415,12 +486,20 @@ async def reconcile(
     return RunSummary(run_id, len(inserted), len(keys), len(differences), len(resolved), dict(fees))
 
 
-def _detail(d: Difference) -> str:
+def _detail(d: Difference, gross_minor: int = 0, fee_minor: int = 0) -> str:
     if d.kind == "missing_in_ledger":
-        return "Stripe moved money the ledger has no entry for."
-    if d.kind == "missing_in_stripe":
+        text = "Stripe moved money the ledger has no entry for."
+    elif d.kind == "missing_in_stripe":
         return "The ledger moved the Stripe balance but Stripe has no such transaction."
-    return "Stripe and the ledger moved different amounts."
+    else:
+        text = "Stripe and the ledger moved different amounts (net of Stripe's fees)."
+    if fee_minor and d.currency:
+
+        def shown(minor: int) -> str:
+            return format_money(Money.from_minor(minor, d.currency))
+
+        text += f" Stripe: {shown(gross_minor)} gross, {shown(fee_minor)} in fees."
+    return text
 
 
 async def resolve_difference(difference_id: int, note: str, actor: Actor) -> None:

@@ -105,6 +105,35 @@ def realized_fx_difference(
     return settled - booked
 
 
+def realized_fx_minor(
+    amount_minor: int,
+    document_currency: str,
+    functional_currency: str,
+    booked_rate: Decimal,
+    settled_rate: Decimal,
+    rounding: str = ROUND_HALF_EVEN,
+) -> int:
+    """Realized FX gain (+) or loss (-), in functional minor units, on applying
+    ``amount_minor`` (document currency) of money to an invoice booked at
+    ``booked_rate`` and settled at ``settled_rate``: ``amount * (settled - booked)``,
+    rounded ONCE to the functional currency's minor unit.
+
+    Rounding once (not each side) keeps the sum over a payment split into n parts within
+    one minor unit per part of the difference on the whole. Zero when the currencies
+    are equal. This is what the ``fx_realized`` journal entries post (see
+    ``core.fx.realized``)."""
+    if document_currency == functional_currency:
+        return 0
+    check_rate(booked_rate)
+    check_rate(settled_rate)
+    with localcontext() as ctx:
+        ctx.prec = 50
+        major = Money.from_minor(amount_minor, document_currency).amount * (
+            settled_rate - booked_rate
+        )
+    return Money(major, currency(functional_currency)).round(rounding).to_minor()
+
+
 @dataclass(frozen=True, slots=True)
 class EcbRate:
     rate_date: date

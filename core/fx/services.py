@@ -197,26 +197,27 @@ def pick_rate(base: str, quote: str, rows: list[dict[str, object]], on: date) ->
 
 
 async def find_rate(
-    base: str, quote: str, on: date, max_age_days: int = MAX_RATE_AGE_DAYS
+    base: str, quote: str, on: date, max_age_days: int | None = MAX_RATE_AGE_DAYS
 ) -> RateQuote | None:
-    """The rate to use for ``base → quote`` on ``on`` (None when none is recent enough)."""
+    """The rate to use for ``base → quote`` on ``on`` (None when none is recent enough;
+    ``max_age_days=None``: the latest rate dated on or before ``on``, however old)."""
     if base == quote:
         return RateQuote(Decimal(1), "identity", on)
     pair = (ExchangeRate.base == base) & (ExchangeRate.quote == quote)
     reverse = (ExchangeRate.base == quote) & (ExchangeRate.quote == base)
     via_eur = (ExchangeRate.base == "EUR") & ExchangeRate.quote.is_in([base, quote])
-    rows = await ExchangeRate.select(
+    rows = ExchangeRate.select(
         ExchangeRate.base,
         ExchangeRate.quote,
         ExchangeRate.rate,
         ExchangeRate.rate_date,
         ExchangeRate.source,
-    ).where(
-        (pair | reverse | via_eur)
-        & (ExchangeRate.rate_date <= on)
-        & (ExchangeRate.rate_date >= on - timedelta(days=max_age_days))
-    )
-    return pick_rate(base, quote, rows, on)
+    ).where((pair | reverse | via_eur) & (ExchangeRate.rate_date <= on))
+    if max_age_days is not None:
+        rows = rows.where(ExchangeRate.rate_date >= on - timedelta(days=max_age_days))
+    else:  # the newest rows are enough to pick from: a few days' worth of every source
+        rows = rows.order_by(ExchangeRate.rate_date, ascending=False).limit(50)
+    return pick_rate(base, quote, await rows, on)
 
 
 async def list_rates(limit: int = 200, base: str = "", quote: str = "") -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from core.errors import NotFound
 from core.identity.roles import CustomerRole, at_least, strongest
-from core.identity.tables import BillingAccount, CustomerOrganization, Membership
+from core.identity.tables import CustomerOrganization, Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,28 +108,58 @@ async def narrowed_scope(scope: Scope, node_id: int) -> Scope | None:
         return None
 
 
-async def load_scope(user_id: int) -> Scope:
-    rows = await Membership.select(
-        Membership.role, Membership.organization.path.as_alias("path")
-    ).where(Membership.user == user_id)
-    memberships = [(r["path"], CustomerRole(r["role"])) for r in rows if r["path"]]
+# One round trip: the user's memberships (with their node's path), every node of those
+# subtrees and the billing accounts of those nodes. ``n.root_id = m_node.root_id`` is
+# implied by the path prefix (services.create_organization sets both) and lets
+# PostgreSQL use the root_id index instead of scanning every node for the LIKE.
+_SCOPE_SQL = """
+SELECT m.role AS role, mo.path AS membership_path, n.id AS node_id, n.path AS node_path,
+       b.id AS account_id
+FROM membership m
+JOIN customer_organization mo ON mo.id = m.organization
+JOIN customer_organization n
+  ON n.root_id = mo.root_id AND n.path LIKE mo.path || '%'
+LEFT JOIN billing_account b ON b.organization = n.id
+WHERE m."user" = {} AND mo.path <> ''
+"""
+
+
+async def _load(user_id: int) -> tuple[Scope, dict[int, str]]:
+    """The user's scope and the materialized path of each of its nodes."""
+    rows = await Membership.raw(_SCOPE_SQL, user_id)
+    memberships = list({(r["membership_path"], CustomerRole(r["role"])) for r in rows})
     if not memberships:
-        return Scope(user_id, frozenset(), frozenset())
-    condition = None
-    for prefix, _ in memberships:
-        clause = CustomerOrganization.path.like(prefix + "%")
-        condition = clause if condition is None else condition | clause
-    nodes = await CustomerOrganization.select(
-        CustomerOrganization.id, CustomerOrganization.path
-    ).where(condition)
-    roles = subtree_roles(memberships, [(n["id"], n["path"]) for n in nodes])
-    accounts = await BillingAccount.select(BillingAccount.id, BillingAccount.organization).where(
-        BillingAccount.organization.is_in(list(roles) or [-1])
-    )
-    return Scope(
+        return Scope(user_id, frozenset(), frozenset()), {}
+    nodes = {int(r["node_id"]): r["node_path"] for r in rows}
+    roles = subtree_roles(memberships, sorted(nodes.items()))
+    accounts = {
+        int(r["account_id"]): int(r["node_id"]) for r in rows if r["account_id"] is not None
+    }
+    scope = Scope(
         user_id=user_id,
         organization_ids=frozenset(roles),
-        billing_account_ids=frozenset(a["id"] for a in accounts),
+        billing_account_ids=frozenset(accounts),
         role_by_organization=roles,
-        account_organization={a["id"]: a["organization"] for a in accounts},
+        account_organization=accounts,
     )
+    return scope, nodes
+
+
+async def load_scope(user_id: int) -> Scope:
+    """The user's scope, read fresh on every call (never cached across requests): one
+    query for memberships, subtree nodes and billing accounts together."""
+    scope, _ = await _load(user_id)
+    return scope
+
+
+async def load_request_scope(user_id: int, entity: int | None) -> tuple[Scope, bool]:
+    """The scope of one request in the same single query: narrowed to ``entity`` (the
+    entity switcher's choice) when that node is in the scope. The flag is False when an
+    ``entity`` was asked for but is no longer visible (the scope is then not narrowed)."""
+    scope, paths = await _load(user_id)
+    if entity is None:
+        return scope, True
+    try:
+        return narrow(scope, entity, paths), True
+    except NotFound:
+        return scope, False

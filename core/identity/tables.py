@@ -45,6 +45,7 @@ class CustomerOrganization(Table, tablename="customer_organization"):
     tax_id = Varchar(length=64, default="")
     address = Text(default="")
     country = Varchar(length=2, default="")
+    region = Varchar(length=8, default="")  # state/province for regional tax, e.g. "CA"
     approval_threshold_minor = BigInt(null=True, default=None)
 
 

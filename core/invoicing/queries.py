@@ -12,6 +12,7 @@ from typing import Any
 
 from piccolo.columns.combination import Where
 from piccolo.query.functions.aggregate import Count, Min, Sum
+from piccolo.querystring import QueryString
 
 from core.errors import NotFound
 from core.identity.scope import Scope
@@ -107,20 +108,42 @@ LIST_COLUMNS = (
 )
 
 
-async def list_invoices(scope: Scope, f: InvoiceFilter, today: date) -> InvoicePage:
-    where = await _scoped_where(scope, f, today)
+_TOTAL = "_total"  # the window-function column carrying the filtered row count
+
+
+async def _page_rows(where: Any, f: InvoiceFilter, page: int) -> list[dict[str, Any]]:
+    """One page of rows, each carrying the count of all matching rows
+    (``count(*) OVER ()`` is computed before LIMIT/OFFSET)."""
     column, ascending = SORTS.get(f.sort, SORTS["-due_date"])
-    total = await Invoice.count().where(where)
-    # A page past the end shows the last page rather than an empty one.
-    page = min(f.page, max(1, -(-total // f.per_page)))
-    rows = (
-        await Invoice.select(*LIST_COLUMNS)
+    return (
+        await Invoice.select(*LIST_COLUMNS, QueryString("COUNT(*) OVER ()").as_alias(_TOTAL))
         .where(where)
         .order_by(column, ascending=ascending)
         .order_by(Invoice.id, ascending=ascending)
         .limit(f.per_page)
         .offset((page - 1) * f.per_page)
     )
+
+
+async def list_invoices(scope: Scope, f: InvoiceFilter, today: date) -> InvoicePage:
+    """One query for the page and the total; a page past the end (no rows, so no total)
+    costs a count and a second page query, and shows the last page."""
+    where = await _scoped_where(scope, f, today)
+    page = max(1, f.page)
+    rows = await _page_rows(where, f, page)
+    if rows:
+        total = int(rows[0][_TOTAL])
+    else:
+        total = await Invoice.count().where(where) if page > 1 else 0
+        last = max(1, -(-total // f.per_page))
+        if total and last != page:
+            page = last
+            rows = await _page_rows(where, f, page)
+            total = int(rows[0][_TOTAL]) if rows else total
+        else:
+            page = min(page, last)
+    for r in rows:
+        del r[_TOTAL]
     return InvoicePage(rows=rows, total=total, page=page, per_page=f.per_page)
 
 

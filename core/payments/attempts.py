@@ -45,6 +45,7 @@ from core.invoicing.tables import Invoice
 from core.ledger import accounts as acct
 from core.payments import faults, gateway
 from core.payments.allocation import AllocationRequest
+from core.payments.fees import book_stripe_fee_quietly
 from core.payments.rules import (
     OpenInvoice,
     approval_required,
@@ -472,6 +473,8 @@ async def charge_saved_method(
     row = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
     if row is None:
         raise NotFound("payment attempt")
+    if row["status"] == "succeeded":  # settled: book its Stripe fee if that failed before
+        await book_stripe_fee_quietly(row["stripe_payment_intent"], actor)
     if row["status"] in ("succeeded", "rejected", "canceled", "pending_approval"):
         return str(row["status"])
     if row["status"] in ("processing", "requires_action"):
@@ -582,6 +585,8 @@ async def _record_intent(attempt_id: int, intent: dict[str, Any], actor: Actor) 
                 )
         faults.hit("before_commit")
     faults.hit("after_commit")
+    if status == "succeeded" and pi_id:
+        await book_stripe_fee_quietly(str(pi_id), actor)
     return status
 
 
@@ -762,6 +767,8 @@ async def settle_attempt(attempt_id: int, actor: Actor, payment_intent: str | No
     row = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
     if row is None:
         raise NotFound("payment attempt")
+    if row["status"] == "succeeded":  # settled: book its Stripe fee if that failed before
+        await book_stripe_fee_quietly(row["stripe_payment_intent"], actor)
     if row["status"] in ("succeeded", "rejected", "canceled", "pending_approval", "ready"):
         return str(row["status"])
     client = gateway.stripe_client()

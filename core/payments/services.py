@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from core.audit.log import Actor, AuditRecord, record
 from core.db import for_update, transaction
 from core.errors import NotFound, ValidationFailed
+from core.fx.realized import Application, post_realized_fx
 from core.identity.tables import BillingAccount
 from core.invoicing.tables import Invoice
 from core.ledger import accounts as acct
@@ -87,8 +88,9 @@ async def record_payment(
                     Invoice.closed_at: now if balance == 0 else None,
                 }
             ).where(Invoice.id == alloc.invoice_id)
+        allocation_rows: list[dict[str, object]] = []
         if allocations:
-            await Allocation.insert(
+            allocation_rows = await Allocation.insert(
                 *[
                     Allocation(
                         payment=payment_id,
@@ -116,6 +118,15 @@ async def record_payment(
                     credit(acct.UNAPPLIED_CASH, unapplied, billing_account_id=billing_account_id),
                 ],
             )
+        )
+        # Realized FX gain/loss of invoices in a currency other than their issuer's
+        # functional currency (a separate entry in the functional currency).
+        await post_realized_fx(
+            [
+                Application(int(row["id"]), a.invoice_id, a.amount_minor, received_at.date())
+                for row, a in zip(allocation_rows, allocations, strict=True)
+            ],
+            actor,
         )
         await record(
             AuditRecord(

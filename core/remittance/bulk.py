@@ -5,7 +5,7 @@ balance updates, journal entries and audit events in a handful of statements (CO
 Everything here is additive to the single-row services it mirrors:
 ``core.payments.services.record_payment`` (same rows, same entry: debit Cash, credit AR
 and Unapplied cash; ``source_type="payment"``, ``event="received"``) and
-``core.audit.log.record`` (same hash chain, same advisory lock, events appended in order).
+the audit events go through ``core.audit.log.record_many`` (same hash chain).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from core.audit.chain import GENESIS_HASH, canonical_data, event_hash
-from core.audit.log import _CHAIN_LOCK_KEY, AuditRecord
+from core.audit.log import Actor
+from core.fx.realized import Application, post_realized_fx
 from core.ledger import accounts as acct
 from core.ledger.rules import check_balanced, credit, debit, without_zero_lines
 
@@ -107,7 +107,15 @@ async def write_payments(
     """Payments, allocations, invoice balances and one balanced entry per payment."""
     if not plans:
         return []
-    payment_ids = await next_ids(conn, "payment", len(plans))
+    # the payment and entry ids in one round trip
+    id_rows = await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('payment', 'id')),"
+        " nextval(pg_get_serial_sequence('journal_entry', 'id'))"
+        " FROM generate_series(1, $1)",
+        len(plans),
+    )
+    payment_ids = [int(r[0]) for r in id_rows]
+    entry_ids = [int(r[1]) for r in id_rows]
     await conn.copy_records_to_table(
         "payment",
         columns=[
@@ -161,7 +169,6 @@ async def write_payments(
         list(per_invoice.values()),
         now,
     )
-    entry_ids = await next_ids(conn, "journal_entry", len(plans))
     await conn.copy_records_to_table(
         "journal_entry",
         columns=list(ENTRY_COLUMNS),
@@ -205,53 +212,8 @@ async def write_payments(
         columns=list(LINE_COLUMNS),
         records=lines,
     )
+    await post_realized_fx_for(conn, payment_ids, plans)
     return payment_ids
-
-
-async def record_many(conn: Any, events: Sequence[AuditRecord], now: datetime) -> None:
-    """Append audit events in order to the hash chain (same rules as ``record``)."""
-    if not events:
-        return
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
-    prev = await conn.fetchval("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")
-    prev = prev or GENESIS_HASH
-    records: list[tuple[Any, ...]] = []
-    for event in events:
-        fields: dict[str, Any] = {
-            "occurred_at": now,
-            "actor_type": event.actor.type,
-            "actor_id": event.actor.id,
-            "on_behalf_of": event.actor.on_behalf_of,
-            "action": event.action,
-            "object_type": event.object_type,
-            "object_id": str(event.object_id),
-            "reason_code": event.reason_code,
-            "ip": event.actor.ip[:64],
-            "user_agent": event.actor.user_agent[:300],
-            "data": canonical_data(event.data),
-        }
-        digest = event_hash(prev, fields)
-        records.append((*fields.values(), prev, digest))
-        prev = digest
-    await conn.copy_records_to_table(
-        "audit_event",
-        columns=[
-            "occurred_at",
-            "actor_type",
-            "actor_id",
-            "on_behalf_of",
-            "action",
-            "object_type",
-            "object_id",
-            "reason_code",
-            "ip",
-            "user_agent",
-            "data",
-            "prev_hash",
-            "hash",
-        ],
-        records=records,
-    )
 
 
 async def learn_payers(conn: Any, pairs: Sequence[tuple[str, int]], now: datetime) -> None:
@@ -272,4 +234,40 @@ async def learn_payers(conn: Any, pairs: Sequence[tuple[str, int]], now: datetim
         accounts,
         list(counted.values()),
         now,
+    )
+
+
+async def post_realized_fx_for(
+    conn: Any, payment_ids: Sequence[int], plans: Sequence[PaymentPlan]
+) -> None:
+    """Realized FX gain/loss of the allocations just written, like ``record_payment``
+    (``core.fx.realized``): one query finds the invoices whose currency differs from
+    their issuer's functional currency; only their allocations post (rate of the line's
+    value date)."""
+    invoice_ids = sorted({i for p in plans for i, _ in p.allocations})
+    if not invoice_ids:
+        return
+    foreign = await conn.fetch(
+        "SELECT i.id FROM invoice i JOIN issuing_entity e ON e.id = i.issuing_entity"
+        " WHERE i.id = ANY($1::int[])"
+        " AND i.currency <> COALESCE(NULLIF(i.functional_currency, ''), e.functional_currency)",
+        invoice_ids,
+    )
+    if not foreign:
+        return
+    value_date = {pid: p.value_date for pid, p in zip(payment_ids, plans, strict=True)}
+    rows = await conn.fetch(
+        "SELECT id, payment, invoice, amount_minor FROM allocation"
+        " WHERE payment = ANY($1::int[]) AND invoice = ANY($2::int[]) ORDER BY id",
+        list(payment_ids),
+        [int(r["id"]) for r in foreign],
+    )
+    await post_realized_fx(
+        [
+            Application(
+                int(r["id"]), int(r["invoice"]), int(r["amount_minor"]), value_date[r["payment"]]
+            )
+            for r in rows
+        ],
+        Actor.system("remittance.import"),
     )

@@ -35,6 +35,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -218,6 +219,7 @@ _LEGAL_SUFFIXES = frozenset(
 )
 
 
+@lru_cache(maxsize=65_536)  # payers repeat: each line's name is normalized ~3 times
 def normalize_name(name: str) -> str:
     """Upper case ASCII letters and digits, legal-form suffixes and punctuation dropped."""
     ascii_ = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
@@ -225,11 +227,17 @@ def normalize_name(name: str) -> str:
     return " ".join(w for w in words if w not in _LEGAL_SUFFIXES)
 
 
+@lru_cache(maxsize=65_536)
 def normalize_account(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", (text or "").upper())
 
 
 def payer_keys(payer_name: str, payer_account: str) -> list[str]:
+    return list(_payer_keys(payer_name, payer_account))
+
+
+@lru_cache(maxsize=65_536)  # each line asks up to three times (match, learn, store)
+def _payer_keys(payer_name: str, payer_account: str) -> tuple[str, ...]:
     keys = []
     account = normalize_account(payer_account)
     if account:
@@ -237,7 +245,7 @@ def payer_keys(payer_name: str, payer_account: str) -> list[str]:
     name = normalize_name(payer_name)
     if name:
         keys.append(f"name:{name}")
-    return keys
+    return tuple(keys)
 
 
 def _digitize(text: str) -> str:
@@ -345,21 +353,17 @@ class InvoiceIndex:
         self.by_amount: dict[tuple[str, int], list[int]] = defaultdict(list)
         self.number_re: re.Pattern[str] | None = None
         self.prefixes: set[str] = set()
-        # the loop of ``add``, inlined: this runs for every open invoice of every import
-        by_number, remaining, by_core, by_seq = (
-            self.by_number,
-            self.remaining,
-            self.by_core,
-            self.by_seq,
-        )
-        by_account, by_amount, all_ = self.by_account, self.by_amount, self.invoices
-        prefixes, seqs_by_year = self.prefixes, self.seqs_by_year
-        for inv in invoices:
-            invoice_id = inv[0]
-            all_[invoice_id] = inv
-            remaining[invoice_id] = inv[4]
-            number = inv[1].upper()
-            by_number[number] = invoice_id
+        # what ``add`` does, column by column (dict(zip(...)) and tight loops run in C or
+        # close to it): this runs over every open invoice of every import
+        rows = invoices if isinstance(invoices, list) else list(invoices)
+        ids = [inv[0] for inv in rows]
+        self.invoices.update(zip(ids, rows, strict=True))
+        self.remaining.update(zip(ids, [inv[4] for inv in rows], strict=True))
+        numbers = [inv[1].upper() for inv in rows]
+        self.by_number.update(zip(numbers, ids, strict=True))
+        by_core, by_seq, seqs_by_year = self.by_core, self.by_seq, self.seqs_by_year
+        heads: set[str] = set()
+        for invoice_id, number in zip(ids, numbers, strict=True):
             prefix, _, rest = number.rpartition("-")
             head, _, year = prefix.rpartition("-")
             if head and year.isdigit() and rest.isdigit():
@@ -367,12 +371,17 @@ class InvoiceIndex:
                 by_core[(year, seq)].append(invoice_id)
                 by_seq[seq].append(invoice_id)
                 seqs_by_year[year].add(seq)
-                prefixes.add(head)
-            by_account[inv[2]].append(invoice_id)
-            by_amount[(inv[3], inv[4])].append(invoice_id)
+                heads.add(head)
+        self.prefixes.update(heads)
+        by_account, by_amount = self.by_account, self.by_amount
+        for inv in rows:
+            by_account[inv[2]].append(inv[0])
+            by_amount[(inv[3], inv[4])].append(inv[0])
         self.payers: dict[str, set[int]] = {}
         # (payer key, account) pairs already stored: the caller need not write them again
         self.stored_payers: frozenset[tuple[str, int]] = frozenset()
+        # billing account -> issuing entity (the loader fills it: payments post per entity)
+        self.entities: dict[int, int] = {}
         for key, accounts in (known_payers or {}).items():
             self.payers.setdefault(key, set()).update(accounts)
         for account_id, names in (account_names or {}).items():
@@ -507,19 +516,15 @@ def _amount_case(
 def _near_numbers(index: InvoiceIndex, invoice_id: int, line: Line) -> list[int]:
     """Open invoices whose number is one edit away and whose balance is the amount
     (looked up by amount: usually none or one candidate to compare)."""
-    parts = split_number(index.invoices[invoice_id].number)
+    others = [o for o in index.with_amount(line.currency, line.amount_minor) if o != invoice_id]
+    parts = split_number(index.invoices[invoice_id].number) if others else None
     if not parts:
-        return []
+        return []  # usually no other invoice has the amount: no variants to compute
     variants = _variants(parts[2])
     found: list[int] = []
-    for other in index.with_amount(line.currency, line.amount_minor):
+    for other in others:
         other_parts = split_number(index.invoices[other].number)
-        if (
-            other != invoice_id
-            and other_parts
-            and other_parts[1] == parts[1]
-            and other_parts[2] in variants
-        ):
+        if other_parts and other_parts[1] == parts[1] and other_parts[2] in variants:
             found.append(other)
     return found
 
@@ -587,8 +592,10 @@ def _fuzzy_candidates(
     low, high = amount_range or (0, 0)
 
     def add(ids: Iterable[int], how: str, check: bool = False) -> None:
+        if check and amount_range:
+            ids = [i for i in ids if low <= remaining[i] <= high]
         for i in ids:
-            if i not in seen and (not check or not amount_range or low <= remaining[i] <= high):
+            if i not in seen:
                 seen.add(i)
                 out.append((i, how))
 
@@ -597,16 +604,20 @@ def _fuzzy_candidates(
     else:
         add(index.by_seq.get(token.seq, []), "number without prefix or year")
     if config.max_edit_distance >= 1:
-        variants = set(_variants(token.seq))
+        variants: AbstractSet[str] = _variants(token.seq)
         if config.max_edit_distance >= 2:
-            variants |= {w for v in list(variants) for w in _variants(v)}
+            variants = set(variants) | {w for v in variants for w in _variants(v)}
         if token.year:  # only the variants that exist: a set intersection, not ~135 lookups
-            for variant in variants & index.seqs_by_year.get(token.year, set()):
-                add(index.by_core[(token.year, variant)], "number one character off", True)
+            year, by_core = token.year, index.by_core
+            existing = variants & index.seqs_by_year.get(token.year, set())
+            add([i for v in existing for i in by_core[(year, v)]], "number one character off", True)
         else:
             by_seq = index.by_seq
-            for variant in [v for v in variants if v in by_seq]:
-                add(by_seq[variant], "number one character off, no year", True)
+            add(
+                [i for v in variants if v in by_seq for i in by_seq[v]],
+                "number one character off, no year",
+                True,
+            )
         if token.year:  # a typo in the year
             add(index.by_seq.get(token.seq, []), "number with a wrong year", True)
     return out

@@ -10,16 +10,17 @@ embedded default, small files) the same outcome is written row by row through
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.audit.log import Actor, AuditRecord, record
+from core.audit.log import Actor, AuditRecord, record, record_many
 from core.cash.access import OPERATORS, READERS, actor_ref, require
 from core.db import for_update, is_sqlite, transaction
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -37,6 +38,7 @@ from core.remittance.matching import (
     MatchConfig,
     OpenInvoice,
     Outcome,
+    Suggestion,
     config_from_dict,
     match_lines,
     payer_keys,
@@ -44,6 +46,7 @@ from core.remittance.matching import (
 from core.remittance.parsers import (
     FORMATS,
     CsvMappingSpec,
+    ParsedLine,
     ParsedStatement,
     StatementRefused,
     check_mapping,
@@ -277,19 +280,30 @@ async def load_index(currencies: Iterable[str]) -> InvoiceIndex:
         known.setdefault(r["payer_key"], set()).add(r["billing_account"])
     account_ids = {inv.billing_account_id for inv in invoices}
     names: dict[int, list[str]] = {}
+    entities: dict[int, int] = {}
     if account_ids:
         for r in await BillingAccount.select(
             BillingAccount.id,
+            BillingAccount.issuing_entity,
             BillingAccount.organization.name.as_alias("org"),
         ).where(BillingAccount.id.is_in(sorted(account_ids))):
             names[r["id"]] = [r["org"]]
+            entities[r["id"]] = r["issuing_entity"]
     index = InvoiceIndex(invoices, known, names)
+    index.entities = entities  # billing account -> issuing entity, for the entries
     # what the table already holds: an import only writes pairs it does not know yet
     index.stored_payers = frozenset((k, a) for k, accounts in known.items() for a in accounts)
     return index
 
 
 # ------------------------------------------------------------------ import
+
+# PostgreSQL imports are matched and written chunk by chunk: while the server writes
+# one chunk's rows, the next chunk is matched in Python, so the database and the
+# matcher work at the same time. Matching yields to the event loop every
+# ``_MATCH_SLICE`` lines so that the writer's round trips go on meanwhile.
+_CHUNK_LINES = 2500
+_MATCH_SLICE = 25
 
 
 async def _refuse_duplicate(parsed: ParsedStatement) -> None:
@@ -311,39 +325,28 @@ async def _refuse_duplicate(parsed: ParsedStatement) -> None:
         )
 
 
-def _plans_for(
-    outcomes: Sequence[Outcome],
-    parsed: ParsedStatement,
-    positions: Sequence[int],
-    entities: Mapping[int, int],
-) -> list[bulk.PaymentPlan]:
-    plans = []
-    for outcome in outcomes:
-        s = outcome.suggestion
-        if not outcome.auto or s is None:
-            continue
-        source = parsed.lines[positions[outcome.line.key]]
-        plans.append(
-            bulk.PaymentPlan(
-                key=outcome.line.key,
-                billing_account_id=s.billing_account_id,
-                issuing_entity_id=entities[s.billing_account_id],
-                currency=source.currency,
-                amount_minor=source.amount_minor,
-                allocations=s.allocations,
-                reference=(source.bank_reference or source.reference)[:120],
-                value_date=source.value_date,
-                audit={
-                    "statement_line": source.line_no,
-                    "rule": s.rule,
-                    "confidence": s.confidence,
-                    "amount": source.amount_minor,
-                    "unapplied": source.amount_minor - s.applied_minor,
-                    "allocations": {str(i): a for i, a in s.allocations},
-                },
-            )
-        )
-    return plans
+def _plan(
+    key: int, s: Suggestion, source: ParsedLine, entities: Mapping[int, int]
+) -> bulk.PaymentPlan:
+    """The payment to record for an auto-applied line."""
+    return bulk.PaymentPlan(
+        key=key,
+        billing_account_id=s.billing_account_id,
+        issuing_entity_id=entities[s.billing_account_id],
+        currency=source.currency,
+        amount_minor=source.amount_minor,
+        allocations=s.allocations,
+        reference=(source.bank_reference or source.reference)[:120],
+        value_date=source.value_date,
+        audit={
+            "statement_line": source.line_no,
+            "rule": s.rule,
+            "confidence": s.confidence,
+            "amount": source.amount_minor,
+            "unapplied": source.amount_minor - s.applied_minor,
+            "allocations": {str(i): a for i, a in s.allocations},
+        },
+    )
 
 
 def _short_within_tolerance(
@@ -406,70 +409,48 @@ async def _import_statement(
         if row is None:
             raise ValidationFailed({"mapping": "Choose the CSV column mapping."})
         spec, mapping_name = mapping_spec(row), row["name"]
-    clock = [("start", time.perf_counter())]
+    started = time.perf_counter()
     try:
         parsed = parse(fmt, data, spec)
     except StatementRefused as exc:
         raise ValidationFailed({"file": f"Refused: {exc}. Nothing was stored."}) from None
     await _refuse_duplicate(parsed)
-    clock.append(("parse", time.perf_counter()))
+    parsed_at = time.perf_counter()
     config = await load_config()
-    credits = [n for n, line in enumerate(parsed.lines) if line.amount_minor > 0]
-    index = await load_index(parsed.lines[n].currency for n in credits)
-    before = dict(index.remaining)
-    clock.append(("load", time.perf_counter()))
-    match_input = [
-        Line(
-            key,
-            parsed.lines[n].amount_minor,
-            parsed.lines[n].currency,
-            parsed.lines[n].reference,
-            parsed.lines[n].payer_name,
-            parsed.lines[n].payer_account,
-        )
-        for key, n in enumerate(credits)
-    ]
-    outcomes = match_lines(config, index, match_input)
-    accounts = {o.suggestion.billing_account_id for o in outcomes if o.suggestion}
-    entities: dict[int, int] = {}
-    if accounts:
-        for r in await BillingAccount.select(
-            BillingAccount.id, BillingAccount.issuing_entity
-        ).where(BillingAccount.id.is_in(sorted(accounts))):
-            entities[r["id"]] = r["issuing_entity"]
-    plans = _plans_for(outcomes, parsed, credits, entities)
-    clock.append(("match", time.perf_counter()))
-    residual_invoices = [
-        i for o in outcomes for i in _short_within_tolerance(config, index, o, before)
-    ]
-    now = datetime.now(UTC)
+    index = await load_index({line.currency for line in parsed.lines if line.amount_minor > 0})
+    run = _Run(parsed, config, index, actor, datetime.now(UTC))
+    loaded_at = time.perf_counter()
     async with transaction():
-        statement_id, applied, refused = await _store(
-            parsed,
-            filename,
-            mapping_name,
-            actor,
-            outcomes,
-            credits,
-            plans,
-            now,
-            index.stored_payers,
-        )
-    result = ImportResult(
-        statement_id=statement_id,
-        lines=len(parsed.lines),
-        auto_applied=len(applied),
-        suggested=sum(1 for o in outcomes if o.suggestion and not o.auto) + len(refused),
-        unmatched=sum(1 for o in outcomes if o.suggestion is None),
-        ignored=len(parsed.lines) - len(credits),
-    )
-    clock.append(("store", time.perf_counter()))
+        statement_id = await _insert_statement(parsed, filename, mapping_name, actor, run.now)
+        if is_sqlite():
+            await run.rowwise(statement_id)
+        else:
+            await run.bulk(statement_id)
+        await _finish(statement_id, parsed, filename, run)
+    stored_at = time.perf_counter()
     written = 0
     if write_off_residuals:
-        written = await residual_hook(residual_invoices)
-    clock.append(("write_off", time.perf_counter()))
-    timings = tuple((name, round(t - clock[n][1], 4)) for n, (name, t) in enumerate(clock[1:]))
-    return replace(result, written_off=written, timings=timings)
+        written = await residual_hook(run.residual_invoices)
+    done_at = time.perf_counter()
+    return ImportResult(
+        statement_id=statement_id,
+        lines=len(parsed.lines),
+        auto_applied=run.counts["auto_applied"],
+        suggested=run.counts["suggested"],
+        unmatched=run.counts["unmatched"],
+        ignored=len(parsed.lines) - sum(run.counts.values()),
+        written_off=written,
+        timings=tuple(
+            (name, round(seconds, 4))
+            for name, seconds in (
+                ("parse", parsed_at - started),
+                ("load", loaded_at - parsed_at),
+                ("match", run.match_seconds),  # overlapped with "store" on PostgreSQL
+                ("store", stored_at - loaded_at - run.match_seconds),
+                ("write_off", done_at - stored_at),
+            )
+        ),
+    )
 
 
 async def residual_hook(invoice_ids: Sequence[int]) -> int:
@@ -486,28 +467,10 @@ async def residual_hook(invoice_ids: Sequence[int]) -> int:
     return done
 
 
-def _line_status(outcome: Outcome | None) -> str:
-    if outcome is None:
-        return "ignored"
-    if outcome.auto:
-        return "auto_applied"
-    return "suggested" if outcome.suggestion else "unmatched"
-
-
-async def _store(
-    parsed: ParsedStatement,
-    filename: str,
-    mapping_name: str,
-    actor: Actor,
-    outcomes: Sequence[Outcome],
-    credits: Sequence[int],
-    plans: Sequence[bulk.PaymentPlan],
-    now: datetime,
-    stored: frozenset[tuple[str, int]] = frozenset(),
-) -> tuple[int, list[bulk.PaymentPlan], list[bulk.PaymentPlan]]:
-    """Inside one transaction: the statement (its unique keys refuse a racing duplicate),
-    the payments of the auto-applied lines, then every line with its outcome."""
-    sqlite = is_sqlite()
+async def _insert_statement(
+    parsed: ParsedStatement, filename: str, mapping_name: str, actor: Actor, now: datetime
+) -> int:
+    """The statement row; its unique keys refuse a racing duplicate import."""
     try:
         [row] = await BankStatement.insert(
             BankStatement(
@@ -529,72 +492,207 @@ async def _store(
                 {"file": "Duplicate: this statement was already imported. Nothing was stored."}
             ) from None
         raise
-    statement_id = int(row["id"])
-    by_key = {o.line.key: o for o in outcomes}
-    payment_of: dict[int, int] = {}
-    if sqlite:
-        applied, refused = await _apply_rowwise(plans, actor)
-        payment_of = {p.key: pid for p, pid in applied}
-        applied_plans = [p for p, _ in applied]
-    else:
-        conn = bulk.connection()
-        applied_plans, refused = await bulk.lock_and_check(conn, plans)
-        ledger_ids = {r["code"]: r["id"] for r in await LedgerAccount.select()}
-        payment_ids = await bulk.write_payments(conn, applied_plans, now, ledger_ids)
-        payment_of = {p.key: pid for p, pid in zip(applied_plans, payment_ids, strict=True)}
-        await bulk.record_many(
-            conn,
-            [
-                AuditRecord(actor, "payment.recorded", "payment", pid, data=p.audit)
-                for p, pid in zip(applied_plans, payment_ids, strict=True)
-            ],
-            now,
-        )
-    refused_keys = {p.key for p in refused}
-    key_of = {n: key for key, n in enumerate(credits)}
-    records: list[dict[str, Any]] = []
-    learned: list[tuple[str, int]] = []
-    counts = {"auto_applied": 0, "suggested": 0, "unmatched": 0}
-    for n, line in enumerate(parsed.lines):
-        key = key_of.get(n)
-        outcome = by_key.get(key) if key is not None else None
-        status = _line_status(outcome)
-        s = outcome.suggestion if outcome else None
-        reason = s.reason if s else ("" if outcome is None else "no rule found a match")
-        if key in refused_keys:
-            status = "suggested"
-            reason += "; not applied: the invoice balance changed during the import"
-        if status in counts:
-            counts[status] += 1
-        if status == "auto_applied" and s is not None:
-            learned.extend(
-                (k, s.billing_account_id) for k in payer_keys(line.payer_name, line.payer_account)
+    return int(row["id"])
+
+
+_REFUSED_NOTE = "; not applied: the invoice balance changed during the import"
+
+
+class _Run:
+    """One import's matching and writing state: the lines are matched in file order
+    (auto-applied lines consume the balances later lines see) and stored with their
+    payments inside the caller's transaction."""
+
+    def __init__(
+        self,
+        parsed: ParsedStatement,
+        config: MatchConfig,
+        index: InvoiceIndex,
+        actor: Actor,
+        now: datetime,
+    ) -> None:
+        self.parsed, self.config, self.index = parsed, config, index
+        self.actor, self.now = actor, now
+        self.before = dict(index.remaining)
+        self.counts = {"auto_applied": 0, "suggested": 0, "unmatched": 0}
+        self.learned: list[tuple[str, int]] = []
+        self.residual_invoices: list[int] = []
+        self.match_seconds = 0.0
+        self.next_key = 0
+
+    def match(self, lines: Sequence[ParsedLine]) -> list[Outcome | None]:
+        """Outcomes of ``lines`` in order (None for a debit, which is ignored)."""
+        started = time.perf_counter()
+        config, index = self.config, self.index
+        out: list[Outcome | None] = []
+        for source in lines:
+            if source.amount_minor <= 0:
+                out.append(None)
+                continue
+            line = Line(
+                self.next_key,
+                source.amount_minor,
+                source.currency,
+                source.reference,
+                source.payer_name,
+                source.payer_account,
             )
-        records.append(
-            {
-                "statement": statement_id,
-                "line_no": line.line_no,
-                "value_date": line.value_date,
-                "amount_minor": line.amount_minor,
-                "currency": line.currency,
-                "reference": line.reference[:2000],
-                "payer_name": line.payer_name[:200],
-                "payer_account": line.payer_account[:64],
-                "bank_reference": line.bank_reference[:120],
-                "status": status,
-                "rule": s.rule if s else "",
-                "reason": reason,
-                "confidence": s.confidence if s else 0,
-                "suggestion": json.dumps(
-                    [{"invoice_id": i, "amount_minor": a} for i, a in s.allocations] if s else []
-                ),
-                "billing_account": s.billing_account_id if s else None,
-                "payment_id": payment_of.get(key) if key is not None else None,
-                "note": "",
-                "updated_at": now,
-            }
+            self.next_key += 1
+            [outcome] = match_lines(config, index, [line])
+            if outcome.auto:
+                self.residual_invoices.extend(
+                    _short_within_tolerance(config, index, outcome, self.before)
+                )
+            out.append(outcome)
+        self.match_seconds += time.perf_counter() - started
+        return out
+
+    def plans(
+        self, lines: Sequence[ParsedLine], outcomes: Sequence[Outcome | None]
+    ) -> list[bulk.PaymentPlan]:
+        entities = self.index.entities
+        return [
+            _plan(o.line.key, o.suggestion, source, entities)
+            for source, o in zip(lines, outcomes, strict=True)
+            if o is not None and o.auto and o.suggestion is not None
+        ]
+
+    def records(
+        self,
+        statement_id: int,
+        lines: Sequence[ParsedLine],
+        outcomes: Sequence[Outcome | None],
+        payment_of: Mapping[int, int],
+        refused: set[int],
+    ) -> list[tuple[Any, ...]]:
+        """Statement line rows (``_LINE_COLUMNS`` order); counts statuses and collects
+        the payers the applied lines teach."""
+        counts, learned, now = self.counts, self.learned, self.now
+        rows: list[tuple[Any, ...]] = []
+        for line, outcome in zip(lines, outcomes, strict=True):
+            s = outcome.suggestion if outcome is not None else None
+            if outcome is None:
+                status, reason = "ignored", ""
+            elif s is None:
+                status, reason = "unmatched", "no rule found a match"
+            elif outcome.auto and outcome.line.key not in refused:
+                status, reason = "auto_applied", s.reason
+                learned.extend(
+                    (k, s.billing_account_id)
+                    for k in payer_keys(line.payer_name, line.payer_account)
+                )
+            else:
+                status = "suggested"
+                reason = s.reason + (_REFUSED_NOTE if outcome.auto else "")
+            if status != "ignored":
+                counts[status] += 1
+            rows.append(
+                (
+                    statement_id,
+                    line.line_no,
+                    line.value_date,
+                    line.amount_minor,
+                    line.currency,
+                    line.reference[:2000],
+                    line.payer_name[:200],
+                    line.payer_account[:64],
+                    line.bank_reference[:120],
+                    status,
+                    s.rule if s else "",
+                    reason,
+                    s.confidence if s else 0,
+                    _suggestion_json(s),
+                    s.billing_account_id if s else None,
+                    payment_of.get(outcome.line.key) if outcome is not None else None,
+                    "",
+                    now,
+                )
+            )
+        return rows
+
+    async def bulk(self, statement_id: int) -> None:
+        """PostgreSQL: match chunk k+1 while chunk k is written (COPY and
+        ``UPDATE … FROM unnest``, no per-line round trip)."""
+        conn = bulk.connection()
+        ledger_ids = {r["code"]: r["id"] for r in await LedgerAccount.select()}
+        lines = self.parsed.lines
+        writer: asyncio.Task[None] | None = None
+        try:
+            for start in range(0, len(lines), _CHUNK_LINES):
+                chunk = lines[start : start + _CHUNK_LINES]
+                outcomes: list[Outcome | None] = []
+                for piece in range(0, len(chunk), _MATCH_SLICE):
+                    outcomes.extend(self.match(chunk[piece : piece + _MATCH_SLICE]))
+                    await asyncio.sleep(0)  # let the writer's round trips go on
+                if writer is not None:
+                    await writer  # one statement at a time on the connection, in order
+                writer = asyncio.create_task(
+                    self._write_chunk(conn, statement_id, chunk, outcomes, ledger_ids)
+                )
+            if writer is not None:
+                await writer
+        except BaseException:
+            if writer is not None and not writer.done():
+                await asyncio.gather(writer, return_exceptions=True)
+            raise
+
+    async def _write_chunk(
+        self,
+        conn: Any,
+        statement_id: int,
+        lines: Sequence[ParsedLine],
+        outcomes: Sequence[Outcome | None],
+        ledger_ids: Mapping[str, int],
+    ) -> None:
+        applied, refused = await bulk.lock_and_check(conn, self.plans(lines, outcomes))
+        payment_ids = await bulk.write_payments(conn, applied, self.now, ledger_ids)
+        await record_many(
+            [
+                AuditRecord(self.actor, "payment.recorded", "payment", pid, data=p.audit)
+                for p, pid in zip(applied, payment_ids, strict=True)
+            ]
         )
-    await _insert_lines(records, sqlite)
+        payment_of = {p.key: pid for p, pid in zip(applied, payment_ids, strict=True)}
+        await conn.copy_records_to_table(
+            "bank_statement_line",
+            columns=list(_LINE_COLUMNS),
+            records=self.records(
+                statement_id, lines, outcomes, payment_of, {p.key for p in refused}
+            ),
+        )
+
+    async def rowwise(self, statement_id: int) -> None:
+        """SQLite (embedded, small files): the same outcome, row by row through
+        ``record_payment``."""
+        lines = self.parsed.lines
+        outcomes = self.match(lines)
+        applied, refused = await _apply_rowwise(self.plans(lines, outcomes), self.actor)
+        payment_of = {p.key: pid for p, pid in applied}
+        rows = self.records(statement_id, lines, outcomes, payment_of, {p.key for p in refused})
+        for start in range(0, len(rows), 200):
+            await StatementLine.insert(
+                *[
+                    StatementLine(**dict(zip(_LINE_COLUMNS, r, strict=True)))
+                    for r in rows[start : start + 200]
+                ]
+            )
+
+
+def _suggestion_json(s: Any) -> str:
+    """``json.dumps`` of the suggestion's allocations, written out directly (10,000 per
+    import): ``[{"invoice_id": 1, "amount_minor": 2}, …]``."""
+    if s is None:
+        return "[]"
+    return (
+        "["
+        + ", ".join(f'{{"invoice_id": {i}, "amount_minor": {a}}}' for i, a in s.allocations)
+        + "]"
+    )
+
+
+async def _finish(statement_id: int, parsed: ParsedStatement, filename: str, run: _Run) -> None:
+    """The statement's counts, the payers learned, and the import's audit event."""
+    counts, now = run.counts, run.now
     await BankStatement.update(
         {
             BankStatement.auto_applied: counts["auto_applied"],
@@ -602,14 +700,15 @@ async def _store(
             BankStatement.unmatched: counts["unmatched"],
         }
     ).where(BankStatement.id == statement_id)
-    if sqlite:
-        for payer_key, account in learned:
+    if is_sqlite():
+        for payer_key, account in run.learned:
             await _learn_one(payer_key, account, now)
     else:
-        await bulk.learn_payers(bulk.connection(), [p for p in learned if p not in stored], now)
+        stored = run.index.stored_payers
+        await bulk.learn_payers(bulk.connection(), [p for p in run.learned if p not in stored], now)
     await record(
         AuditRecord(
-            actor,
+            run.actor,
             "remittance.statement_imported",
             "bank_statement",
             statement_id,
@@ -622,7 +721,6 @@ async def _store(
             },
         )
     )
-    return statement_id, applied_plans, refused
 
 
 _LINE_COLUMNS = (
@@ -645,18 +743,6 @@ _LINE_COLUMNS = (
     "note",
     "updated_at",
 )
-
-
-async def _insert_lines(records: list[dict[str, Any]], sqlite: bool) -> None:
-    if not sqlite:
-        await bulk.connection().copy_records_to_table(
-            "bank_statement_line",
-            columns=list(_LINE_COLUMNS),
-            records=[tuple(r[c] for c in _LINE_COLUMNS) for r in records],
-        )
-        return
-    for start in range(0, len(records), 200):
-        await StatementLine.insert(*[StatementLine(**r) for r in records[start : start + 200]])
 
 
 async def _learn_one(payer_key: str, account: int, now: datetime) -> None:

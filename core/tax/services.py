@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from core.audit.log import Actor, AuditRecord, record
 from core.db import for_update, transaction
 from core.errors import Conflict, NotFound, ValidationFailed
-from core.identity.tables import CustomerOrganization
+from core.identity.tables import BillingAccount, CustomerOrganization
 from core.invoicing.bulk import among, update_rows
 from core.invoicing.tables import Invoice, InvoiceLine
 from core.tax.providers import (
@@ -221,6 +221,68 @@ async def add_exemption(
     return int(row["id"])
 
 
+async def set_organization_region(account_code: str, region: str, actor: Actor) -> tuple[int, str]:
+    """Set the tax region (state, province: e.g. ``CA``) of the customer organization of
+    the billing account ``account_code``; empty clears it. Drafts taxed from then on use
+    the region's rate where one exists (``(country, region, tax code)``), the country's
+    otherwise. Returns (organization id, region)."""
+    code = (account_code or "").strip()
+    value = (region or "").strip().upper()
+    errors: dict[str, str] = {}
+    if len(value) > 8 or (value and not value.isalnum()):
+        errors["region"] = "Enter a region code of up to 8 letters or digits, or leave it empty."
+    account = (
+        await BillingAccount.select(BillingAccount.organization)
+        .where(BillingAccount.code == code[:32])
+        .first()
+        if code
+        else None
+    )
+    if account is None:
+        errors["account_code"] = "No billing account has this code."
+    if errors:
+        raise ValidationFailed(errors)
+    assert account is not None
+    org_id = int(account["organization"])
+    async with transaction():
+        row = await for_update(
+            CustomerOrganization.select(
+                CustomerOrganization.country, CustomerOrganization.region
+            ).where(CustomerOrganization.id == org_id)
+        ).first()
+        if row is None:
+            raise NotFound("organization")
+        if row["region"] != value:
+            await CustomerOrganization.update({CustomerOrganization.region: value}).where(
+                CustomerOrganization.id == org_id
+            )
+            await record(
+                AuditRecord(
+                    actor,
+                    "tax.region_set",
+                    "customer_organization",
+                    org_id,
+                    data={"country": row["country"], "region": value, "previous": row["region"]},
+                )
+            )
+    return org_id, value
+
+
+async def organizations_with_region(limit: int = 200) -> list[dict[str, Any]]:
+    """Customer organizations with a tax region, for the staff tax page."""
+    return (
+        await CustomerOrganization.select(
+            CustomerOrganization.id,
+            CustomerOrganization.name,
+            CustomerOrganization.country,
+            CustomerOrganization.region,
+        )
+        .where(CustomerOrganization.region != "")
+        .order_by(CustomerOrganization.name)
+        .limit(limit)
+    )
+
+
 async def list_exemptions() -> list[dict[str, Any]]:
     return await TaxExemption.select(
         TaxExemption.all_columns(),
@@ -275,6 +337,7 @@ async def _heads(invoice_ids: Sequence[int], pending_only: bool) -> list[dict[st
         Invoice.billing_account.code.as_alias("account_code"),
         Invoice.billing_account.organization.id.as_alias("org_id"),
         Invoice.billing_account.organization.country.as_alias("buyer_country"),
+        Invoice.billing_account.organization.region.as_alias("buyer_region"),
         Invoice.billing_account.organization.tax_id.as_alias("buyer_vat"),
     ).where(where)
 
@@ -308,7 +371,7 @@ async def _requests(
             exemptions[int(row["organization"])] = row["certificate_ref"]
     requests: dict[int, TaxRequest] = {}
     meta: dict[int, tuple[int, list[dict[str, Any]]]] = {}
-    contexts: dict[tuple[str, str, str, str], TaxContext] = {}
+    contexts: dict[tuple[str, str, str, str, str], TaxContext] = {}
     for h in heads:
         own = by_invoice.get(int(h["id"]), [])
         key = (
@@ -316,6 +379,7 @@ async def _requests(
             h["buyer_country"] or "",
             h["buyer_vat"] or "",
             exemptions.get(int(h["org_id"]), ""),
+            (h["buyer_region"] or "").upper(),
         )
         ctx = contexts.get(key)
         if ctx is None:  # one context (and one VAT-number check) per distinct customer
@@ -324,6 +388,7 @@ async def _requests(
                 buyer_country=key[1],
                 buyer_vat_id=key[2],
                 exemption_ref=key[3],
+                buyer_region=key[4],
             )
         requests[int(h["id"])] = TaxRequest(
             reference=str(h["id"]),

@@ -7,7 +7,8 @@ event:
   group: a repeat, in the batch or across batches, is reported ``duplicate``);
 * ``billing_account``: a billing account code of the key's group (an unknown code and a
   code of another group get the same message: nothing leaks about other tenants); or
-  ``subscription``, which is refused for now (subscriptions do not exist yet);
+  ``subscription``: the id of a subscription of the group (string or integer), whose
+  billing account the event is recorded on (both given: they must agree);
 * ``metric``: ``^[a-z][a-z0-9_.]{0,63}$``;
 * ``quantity``: >= 0, at most 14 integer and 6 fractional digits, given as a decimal
   string (``"12.5"``) or a JSON number. JSON numbers are never read as binary floats:
@@ -51,7 +52,8 @@ QUANTITY_RE = re.compile(r"\d{1,14}(\.\d{1,6})?")
 _MAX_QUANTITY = Decimal("99999999999999.999999")
 
 UNKNOWN_ACCOUNT = "unknown billing account"
-NO_SUBSCRIPTIONS = "subscriptions are not available yet"
+UNKNOWN_SUBSCRIPTION = "unknown subscription"
+SUBSCRIPTION_MISMATCH = "billing_account does not match the subscription's billing account"
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -107,20 +109,44 @@ def parse_timestamp(value: Any, now: datetime) -> datetime | str:
     return at
 
 
+def subscription_key(value: Any) -> str | None:
+    """A subscription reference as given (``"42"`` or ``42``), or None if malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return str(int(value))
+    return None
+
+
 def validate_event(
-    index: int, raw: Any, now: datetime, accounts: Mapping[str, int] | None = None
+    index: int,
+    raw: Any,
+    now: datetime,
+    accounts: Mapping[str, int] | None = None,
+    subscriptions: Mapping[str, str] | None = None,
 ) -> GoodEvent | tuple[str | None, str]:
-    """One event: a ``GoodEvent`` or (its id if readable, the first error)."""
+    """One event: a ``GoodEvent`` or (its id if readable, the first error).
+    ``subscriptions`` maps the group's subscription ids (as text) to account codes."""
     if not isinstance(raw, dict):
         return None, "event must be an object"
     event_id = raw.get("id")
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= 128:
         return None, "id must be a string of 1 to 128 characters"
-    if "subscription" in raw:
-        return event_id, NO_SUBSCRIPTIONS
     code = raw.get("billing_account")
+    if raw.get("subscription") is not None:
+        key = subscription_key(raw["subscription"])
+        if key is None:
+            return event_id, "subscription must be a subscription id"
+        owner = (subscriptions or {}).get(key)
+        if owner is None:
+            return event_id, UNKNOWN_SUBSCRIPTION
+        if code is not None and code != owner:
+            return event_id, SUBSCRIPTION_MISMATCH
+        code = owner
     if not isinstance(code, str) or not code:
-        return event_id, "billing_account is required"
+        return event_id, "billing_account or subscription is required"
     if accounts is not None and code not in accounts:
         return event_id, UNKNOWN_ACCOUNT
     metric = raw.get("metric")
@@ -148,7 +174,10 @@ def validate_event(
 
 
 def validate_batch(
-    events: Sequence[Any], now: datetime, accounts: Mapping[str, int] | None = None
+    events: Sequence[Any],
+    now: datetime,
+    accounts: Mapping[str, int] | None = None,
+    subscriptions: Mapping[str, str] | None = None,
 ) -> Validated:
     """Every event of a batch; a repeated id within the batch is a ``repeat`` of the
     first valid occurrence (reported ``duplicate``). ``accounts`` (code → id) is the
@@ -156,7 +185,7 @@ def validate_batch(
     out = Validated([], {}, {})
     seen: set[str] = set()
     for index, raw in enumerate(events):
-        result = validate_event(index, raw, now, accounts)
+        result = validate_event(index, raw, now, accounts, subscriptions)
         if isinstance(result, GoodEvent):
             if result.event_id in seen:
                 out.repeats[index] = result.event_id
@@ -208,6 +237,33 @@ async def _accounts_of(organization_id: int, codes: set[str]) -> dict[str, int]:
         )
     )
     return {r["code"]: r["id"] for r in rows}
+
+
+async def _subscriptions_of(organization_id: int, events: Sequence[Any]) -> dict[str, str]:
+    """Subscription id (as text) → billing account code, for the group's subscriptions
+    referenced by ``events``."""
+    keys = {
+        key
+        for e in events
+        if isinstance(e, dict) and (key := subscription_key(e.get("subscription"))) is not None
+    }
+    ids = [int(k) for k in keys if int(k) <= 2**31 - 1]
+    if not ids:
+        return {}
+    from core.billing.tables import Subscription
+    from core.identity.tables import CustomerOrganization
+
+    rows = await Subscription.select(
+        Subscription.id, Subscription.billing_account.code.as_alias("code")
+    ).where(
+        Subscription.id.is_in(ids)
+        & Subscription.billing_account.organization.is_in(
+            CustomerOrganization.select(CustomerOrganization.id).where(
+                CustomerOrganization.root_id == organization_id
+            )
+        )
+    )
+    return {str(r["id"]): r["code"] for r in rows}
 
 
 _PG_INSERT = """
@@ -281,8 +337,11 @@ async def ingest(organization_id: int, events: Sequence[Any]) -> IngestReport:
     if len(events) > MAX_EVENTS:
         raise ValueError(f"at most {MAX_EVENTS} events per batch")
     now = datetime.now(UTC)
-    accounts = await _accounts_of(organization_id, account_codes(events))
-    checked = validate_batch(events, now, accounts)
+    subscriptions = await _subscriptions_of(organization_id, events)
+    accounts = await _accounts_of(
+        organization_id, account_codes(events) | set(subscriptions.values())
+    )
+    checked = validate_batch(events, now, accounts, subscriptions)
     rows = sorted(
         (
             (

@@ -1,4 +1,5 @@
-"""Customer pages: dashboard, invoice list (full page or htmx fragment), export, detail."""
+"""Customer pages: dashboard, invoice list (full page or htmx fragment), export, detail
+(with its Pay button rendered server-side for payers)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from core.audit.log import AuditRecord, record
+from core.identity.roles import CustomerRole
 from core.identity.scope import Scope
 from core.invoicing import queries
 from core.money import Money
+from core.payments.queries import payable_invoices
 from portal.auth import actor_for, current_session, provide_scope, requires_customer
 from portal.customer.filters import filter_query, parse_invoice_filter
 from portal.customer.nav import nav_context
@@ -26,6 +29,18 @@ RESULTS_TARGET = "invoice-results"
 
 def today() -> Any:
     return datetime.now(UTC).date()
+
+
+async def may_pay_now(access: Scope, invoice: dict[str, Any]) -> bool:
+    """Whether the invoice page shows "Pay this invoice": the invoice is open, the user
+    is at least a payer of its billing account, and some of its balance is not already
+    being collected by another attempt. No query for viewers or closed invoices."""
+    if invoice["status"] != "open" or not access.may(
+        CustomerRole.PAYER, invoice["billing_account_id"]
+    ):
+        return False
+    rows = await payable_invoices(access, [invoice["id"]])
+    return bool(rows) and rows[0]["available_minor"] > 0
 
 
 class CustomerController(Controller):
@@ -138,6 +153,7 @@ class CustomerController(Controller):
                 "nav": "invoices",
                 "inv": invoice,
                 "today": today(),
+                "pay_invoice": await may_pay_now(access, invoice),
                 **await nav_context(request, access),
             },
         )

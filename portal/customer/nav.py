@@ -1,5 +1,6 @@
-"""What the customer navigation needs beyond the session: the "Users" link for admins
-and the entity switcher (rendered by templates/partials/customer_nav.html).
+"""What the customer navigation needs beyond the session: the "Users" link for admins,
+the Pay and Approvals links for payers and approvers (rendered in the page, so they
+work without JavaScript) and the entity switcher (templates/partials/customer_nav.html).
 
 Customer page handlers merge ``await nav_context(request, access)`` into their template
 context; the partial shows nothing of this when the values are absent.
@@ -16,6 +17,7 @@ from core.identity.admin import has_admin_role
 from core.identity.roles import CustomerRole, at_least
 from core.identity.scope import Scope
 from core.identity.tables import CustomerOrganization
+from core.payments.queries import may_approve, payable_accounts
 from portal.auth import current_session
 
 ALL_ENTITIES = "all"
@@ -65,6 +67,9 @@ async def nav_context(request: ASGIConnection, scope: Scope) -> dict[str, Any]:
     return {
         "nav_admin": await has_admin_role(session.user_id),
         # The group's SSO settings belong to admins of the group's root.
+        # Pure decisions on this request's scope (no query): payer / approver somewhere.
+        "nav_may_pay": bool(payable_accounts(scope)),
+        "nav_may_approve": may_approve(scope),
         "nav_sso_admin": root_id is not None
         and at_least(scope.role_by_organization.get(root_id), CustomerRole.ADMIN),
         "entities": [{**e, "depth": e["depth"] - min_depth} for e in entities],

@@ -52,6 +52,7 @@ NOTICES = {
     "settings_saved": "Tax provider settings saved.",
     "tax_rate_saved": "Tax rate saved.",
     "exemption_saved": "Exemption recorded: the customer's next drafts are not taxed.",
+    "region_saved": "Tax region saved: the customer's next drafts are taxed at its rate.",
     "locked": "Period locked.",
     "unlocked": "Period unlocked.",
     "policy_saved": "Policy saved.",
@@ -278,6 +279,7 @@ class FinanceController(Controller):
             overrides=overrides,
             defaults=defaults,
             exemptions=await tax_services.list_exemptions(),
+            regions=await tax_services.organizations_with_region(),
             **kw,
         )
         return _page("finance/tax.html", context, status)
@@ -344,6 +346,20 @@ class FinanceController(Controller):
                 request, 422, exemption_errors=exc.errors, exemption_form=form
             )
         return Redirect("/staff/finance/tax?notice=exemption_saved", status_code=303)
+
+    @post("/tax/regions", status_code=303)
+    async def tax_region(self, request: Request[Any, Any, Any], data: Form) -> Any:
+        _need(request, ADMINS)
+        form = {k: _clip(data, k, 100) for k in ("region_account_code", "org_region")}
+        try:
+            await tax_services.set_organization_region(
+                form["region_account_code"], form["org_region"], actor_for(request)
+            )
+        except ValidationFailed as exc:
+            fields = {"account_code": "region_account_code", "region": "org_region"}
+            errors = {fields.get(k, k): v for k, v in exc.errors.items()}
+            return await self._tax_page(request, 422, region_errors=errors, region_form=form)
+        return Redirect("/staff/finance/tax?notice=region_saved", status_code=303)
 
     # ------------------------------------------------------------------ period locks
 

@@ -30,6 +30,7 @@ from core.payments.queries import group_root, may_approve, payable_accounts, pay
 from core.wallet.methods import saved_methods
 from portal.auth import actor_for, current_session, provide_scope, requires_customer
 from portal.auth import requires_customer_action as action
+from portal.customer.invoices import may_pay_now
 from portal.customer.nav import nav_context
 from portal.payments.forms import PayForm, items_from, read_form, totals_by_currency
 
@@ -339,19 +340,19 @@ class PayController(Controller):
     async def pay_button(
         self, access: NamedDependency[Scope], invoice_id: FromPath[int]
     ) -> Response[str]:
-        """The invoice page's Pay button (loaded by htmx): empty unless the user may pay
-        this open invoice."""
-        await get_invoice(access, invoice_id)  # out of scope: 404 like every customer route
-        rows = await payable_invoices(access, [invoice_id])
-        if not rows or rows[0]["available_minor"] <= 0:
+        """The Pay button alone (the invoice page renders it itself; kept for clients
+        that refresh it with htmx): empty unless the user may pay this open invoice."""
+        inv = await get_invoice(access, invoice_id)  # out of scope: 404 like every customer route
+        if not await may_pay_now(access, inv):
             return Response("", media_type=MediaType.HTML)
         return Template(  # type: ignore[return-value]
-            "payments/_pay_button.html", context={"inv": rows[0]}
+            "payments/_pay_button.html", context={"inv": inv}
         )
 
     @get("/pay/nav", name="pay_nav", media_type=MediaType.HTML)
     async def pay_nav(self, access: NamedDependency[Scope]) -> Template:
-        """The Pay and Approvals links of the customer navigation (loaded by htmx)."""
+        """The Pay and Approvals links alone (every customer page renders them itself in
+        its navigation; kept for clients that refresh them with htmx)."""
         return Template(
             "payments/_nav.html",
             context={"may_pay": bool(payable_accounts(access)), "may_approve": may_approve(access)},

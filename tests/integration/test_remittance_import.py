@@ -86,6 +86,49 @@ async def test_camt053_import_auto_applies_and_keeps_the_books(db) -> None:
     assert await AuditEvent.count().where(AuditEvent.action == "payment.recorded") == 3
 
 
+async def test_chunked_import_is_all_or_nothing(db, monkeypatch) -> None:
+    """PostgreSQL writes an import chunk by chunk inside one transaction: a failure in a
+    later chunk leaves nothing stored, and the retry applies every chunk."""
+    monkeypatch.setattr(services, "_CHUNK_LINES", 2)
+    account = await billing_account("EUR")
+    ids = [await open_invoice(account, f"{n}0.00") for n in range(1, 6)]
+    entries = [
+        (f"{n}0.00", number, "Customer AG", IBAN)
+        for n, number in enumerate(await numbers(*ids), start=1)
+    ]
+    data = camt("STMT-CHUNKS", entries)
+    write_payments = services.bulk.write_payments
+    calls = []
+
+    async def fail_in_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return await write_payments(*args, **kwargs)
+
+    monkeypatch.setattr(services.bulk, "write_payments", fail_in_the_third_chunk)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await services.import_statement(fmt="camt053", data=data, actor=SYSTEM)
+    assert len(calls) == 3
+    assert await BankStatement.count() == 0
+    assert await StatementLine.count() == 0
+    assert await Payment.count() == 0
+    assert [await balance(i) for i in ids] == [1000, 2000, 3000, 4000, 5000]
+    await assert_books("EUR")
+    monkeypatch.setattr(services.bulk, "write_payments", write_payments)
+    result = await services.import_statement(fmt="camt053", data=data, actor=SYSTEM)
+    assert (result.lines, result.auto_applied) == (5, 5)
+    assert [await balance(i) for i in ids] == [0, 0, 0, 0, 0]
+    lines = await StatementLine.select(StatementLine.line_no, StatementLine.payment_id).order_by(
+        StatementLine.line_no
+    )
+    assert [line["line_no"] for line in lines] == [1, 2, 3, 4, 5]
+    assert len({line["payment_id"] for line in lines}) == 5
+    await assert_books("EUR")
+    assert (await verify_chain()).ok
+    assert await AuditEvent.count().where(AuditEvent.action == "payment.recorded") == 5
+
+
 async def test_duplicate_and_malformed_files_are_refused_and_store_nothing(db) -> None:
     account = await billing_account("EUR")
     inv = await open_invoice(account, "10.00")

@@ -22,7 +22,7 @@ from core.collections.reconciliation import (
 from core.collections.tables import ReconciliationDifference, StripeBalanceTxn
 from core.identity.tables import BillingAccount
 from core.ledger import accounts as acct
-from core.ledger.posting import EntrySpec, post
+from core.ledger.posting import EntrySpec, account_balances, post
 from core.ledger.rules import credit, debit
 from core.payments.services import record_payment
 from tests.integration.collections_support import (
@@ -74,12 +74,16 @@ async def test_reconciliation_flags_what_the_ledger_misses(db, client, own_doubl
     assert summary.differences == 3
     assert summary.fees_minor == {"USD": (290 + 30) + (116 + 30) + (122 + 30)}
     flagged = open_differences(await differences())
+    # Amounts are net of Stripe's fees; the run booked the fees of the two recorded
+    # payments (their settlement never did: they were recorded directly).
     assert flagged == {
-        unbooked: ("missing_in_ledger", 4200, 0),
-        second.payment_intent: ("amount_mismatch", 3000, 4000),
+        unbooked: ("missing_in_ledger", 4200 - 152, 0),
+        second.payment_intent: ("amount_mismatch", 4000 - 146 - 1000, 4000 - 146),
         "ledger:manual:1": ("missing_in_stripe", 0, 500),
     }
-    # The paid-and-disputed payment agrees: charge 10000, dispute -(10000 + 1500 fee).
+    assert (await account_balances("USD"))[acct.PROCESSING_FEES] == 320 + 146
+    # The paid-and-disputed payment agrees: charge 10000 less its 320 fee, dispute
+    # -(10000 + 1500 fee).
     assert first.payment_intent not in flagged
     assert dispute["id"] not in flagged
 
@@ -136,7 +140,7 @@ def test_pure_rules() -> None:
     )
     assert txn_key({"type": "payout", "source": {"id": "po_1"}}) == ""
     assert expected_ledger_minor("dispute", -1000, -2500) == -2500
-    assert expected_ledger_minor("charge", 1000, 940) == 1000
+    assert expected_ledger_minor("charge", 1000, 940) == 940
     found, agreed = compare(
         {"a": ("USD", 10), "b": ("USD", 5), "c": ("USD", 0)},
         {"a": ("USD", 10), "b": ("USD", 4), "d": ("USD", 3)},

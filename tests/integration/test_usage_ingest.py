@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from core.audit.tables import AuditEvent
+from core.billing.tables import Subscription
+from core.catalog.tables import Price, Product
 from core.identity.services import (
     create_billing_account,
     create_issuing_entity,
@@ -171,7 +173,7 @@ async def test_mixed_batch_keeps_the_good_and_reports_the_bad(
     errors = {r["id"]: r.get("error") for r in body["results"][3:]}
     assert all(r["status"] == "rejected" and r["error"] for r in body["results"][3:])
     assert errors["bad-foreign"] == errors["bad-unknown"]  # no existence leak
-    assert errors["bad-sub"] == "subscriptions are not available yet"
+    assert errors["bad-sub"] == "subscription must be a subscription id"
     assert "future" in errors["bad-future"]
     stored = await rows()
     assert [r["event_id"] for r in stored] == ["good-1", "good-2", "good-3"]
@@ -183,6 +185,60 @@ async def test_mixed_batch_keeps_the_good_and_reports_the_bad(
         world.account,
     ]
     assert stored[0]["properties"] in ('{"region":"eu","n":1.25}', {"region": "eu", "n": 1.25})
+
+
+async def subscription_on(account: int) -> int:
+    now = datetime.now(UTC)
+    [product] = await Product.insert(Product(code=f"p-{account}", name="API", created_at=now))
+    [price] = await Price.insert(
+        Price(
+            product=product["id"],
+            code=f"api-{account}",
+            currency="USD",
+            model="per_unit",
+            definition={"unit_amount": "0.01"},
+            metric="api.calls",
+            created_at=now,
+        )
+    )
+    [sub] = await Subscription.insert(
+        Subscription(
+            billing_account=account,
+            price=price["id"],
+            quantity=Decimal(1),
+            status="active",
+            current_period_start=now - timedelta(days=1),
+            current_period_end=now + timedelta(days=29),
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return int(sub["id"])
+
+
+async def test_events_may_name_a_subscription_of_the_group(world: World, usage_server: str) -> None:
+    own = await subscription_on(world.child_account)
+    foreign = await subscription_on(world.foreign_account)
+    batch = [
+        {k: v for k, v in event("by-sub", subscription=own).items() if k != "billing_account"},
+        event("both", account="UMB-LABS", subscription=str(own)),
+        event("mismatch", account="UMB-1", subscription=own),
+        {k: v for k, v in event("foreign", subscription=foreign).items() if k != "billing_account"},
+    ]
+    async with httpx.AsyncClient(base_url=usage_server, timeout=30) as client:
+        response = await client.post(
+            "/api/v1/usage", json={"events": batch}, headers=bearer(world.key)
+        )
+    assert response.status_code == 200, response.text
+    results = {r["id"]: r for r in response.json()["results"]}
+    assert results["by-sub"]["status"] == results["both"]["status"] == "accepted"
+    assert "does not match" in results["mismatch"]["error"]
+    assert results["foreign"]["error"] == "unknown subscription"  # another group's: unknown
+    stored = await rows()
+    assert [(r["event_id"], r["billing_account"]) for r in stored] == [
+        ("both", world.child_account),
+        ("by-sub", world.child_account),
+    ]
 
 
 async def test_duplicates_within_and_across_batches(world: World, usage_server: str) -> None:

@@ -85,6 +85,33 @@ def test_camt053_refuses_entity_expansion() -> None:
         parse("camt053", bomb)
 
 
+def test_camt053_reads_the_same_through_every_xml_route() -> None:
+    """A plain file (one default namespace) is read by the C parser with the namespace
+    blanked out; prefixed namespaces are renamed after parsing; a file with a DTD goes
+    through defusedxml. All three give the same statement."""
+    plain = CAMT.format(v="08", party="<Dbtr><Nm>Acme GmbH</Nm></Dbtr>")
+    prefixed = (
+        plain.replace("<Document xmlns=", "<c:Document xmlns:c=")
+        .replace("</Document>", "</c:Document>")
+        .replace("<BkToCstmrStmt>", "<c:BkToCstmrStmt>")
+        .replace("</BkToCstmrStmt>", "</c:BkToCstmrStmt>")
+    )
+    with_xsi = plain.replace(
+        "<Document ", '<Document xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    )
+    with_dtd = plain.replace("?>\n", "?>\n<!DOCTYPE Document>\n", 1)
+    expected = parse("camt053", plain.encode())
+    assert len(expected.lines) == 4
+    for variant in (prefixed, with_xsi, with_dtd):
+        assert variant != plain
+        parsed = parse("camt053", variant.encode())
+        assert parsed.lines == expected.lines
+        assert parsed.statement_id == expected.statement_id
+    # an entity reference without a DTD declaring it is malformed, not expanded
+    with pytest.raises(StatementRefused, match="malformed"):
+        parse("camt053", plain.replace("thanks", "&a;").encode())
+
+
 def test_bai2_and_its_refusals() -> None:
     data = (DATA / "sample.bai2").read_bytes()
     s = parse("bai2", data)

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.usage.ingest import (
-    NO_SUBSCRIPTIONS,
+    SUBSCRIPTION_MISMATCH,
     UNKNOWN_ACCOUNT,
+    UNKNOWN_SUBSCRIPTION,
     GoodEvent,
     parse_quantity,
     parse_timestamp,
@@ -113,7 +114,26 @@ def test_invalid_metrics_fail(metric: str) -> None:
 
 def test_account_rules() -> None:
     assert validate_event(0, ev(billing_account="OTHER"), NOW, ACCOUNTS) == ("e-1", UNKNOWN_ACCOUNT)
-    assert validate_event(0, ev(subscription="s1"), NOW, ACCOUNTS) == ("e-1", NO_SUBSCRIPTIONS)
+    subs = {"7": "ACME-1"}
+    by_sub = validate_event(0, ev(subscription=7, billing_account=None), NOW, ACCOUNTS, subs)
+    assert isinstance(by_sub, GoodEvent)
+    assert by_sub.account_code == "ACME-1"
+    assert isinstance(validate_event(0, ev(subscription="7"), NOW, ACCOUNTS, subs), GoodEvent)
+    assert validate_event(0, ev(subscription="8"), NOW, ACCOUNTS, subs) == (
+        "e-1",
+        UNKNOWN_SUBSCRIPTION,
+    )
+    assert validate_event(0, ev(subscription="s1"), NOW, ACCOUNTS, subs)[1].startswith(
+        "subscription must be"
+    )
+    assert validate_event(0, ev(subscription=True), NOW, ACCOUNTS, subs)[1].startswith(
+        "subscription must be"
+    )
+    other = {"7": "OTHER"}
+    assert validate_event(0, ev(subscription=7), NOW, ACCOUNTS, other) == (
+        "e-1",
+        SUBSCRIPTION_MISMATCH,
+    )
     assert validate_event(0, ev(id=""), NOW, ACCOUNTS)[0] is None
     assert validate_event(0, ev(id="x" * 129), NOW, ACCOUNTS)[0] is None
     assert isinstance(validate_event(0, ev(id="x" * 128), NOW, ACCOUNTS), GoodEvent)
