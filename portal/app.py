@@ -42,6 +42,7 @@ from portal.assisted_sessions import assisted_sessions, view_only_guard
 from portal.auth import session_cookie_name
 from portal.auth_routes import AuthController
 from portal.customer.admin import CustomerAdminController, EntityController, InvitationController
+from portal.customer.api_keys import ApiKeysController
 from portal.customer.assisted import CustomerAssistedController, leave_assisted
 from portal.customer.invoices import CustomerController
 from portal.customer.sso_admin import SsoAdminController
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             InvoiceApiController,
             UsageApiController,
             CustomerAdminController,
+            ApiKeysController,
             InvitationController,
             EntityController,
             SsoController,

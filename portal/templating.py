@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,17 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
+@lru_cache(maxsize=65536)
+def _formatted(minor: int, currency_code: str, locale: str) -> str:
+    return format_money(Money.from_minor(minor, currency_code), locale)
+
+
 def money(minor: int | None, currency_code: str, locale: str = "en_US") -> str:
+    """Formatted amount; a pure function of its arguments, so repeated amounts (totals,
+    balances shown twice, the same price on many lines) are formatted once."""
     if minor is None:
         return ""
-    return format_money(Money.from_minor(int(minor), currency_code), locale)
+    return _formatted(int(minor), currency_code, locale)
 
 
 def nice_date(value: date | datetime | str | None) -> str:

@@ -8,12 +8,12 @@ the narrowed scope remembers which nodes the user could see before narrowing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.errors import NotFound
 from core.identity.roles import CustomerRole, at_least, strongest
-from core.identity.tables import CustomerOrganization, Membership
+from core.identity.tables import Membership
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,28 +84,6 @@ def narrow(scope: Scope, node_id: int, paths: Mapping[int, str]) -> Scope:
         active_entity=node_id,
         all_organization_ids=scope.visible_organization_ids,
     )
-
-
-async def organization_paths(node_ids: Iterable[int]) -> dict[int, str]:
-    ids = sorted(set(node_ids))
-    if not ids:
-        return {}
-    rows = await CustomerOrganization.select(
-        CustomerOrganization.id, CustomerOrganization.path
-    ).where(CustomerOrganization.id.is_in(ids))
-    return {r["id"]: r["path"] for r in rows}
-
-
-async def narrowed_scope(scope: Scope, node_id: int) -> Scope | None:
-    """``scope`` narrowed to the subtree of ``node_id``, or None when the node is not
-    (or no longer) in the scope."""
-    if node_id not in scope.organization_ids:
-        return None
-    paths = await organization_paths(scope.organization_ids)
-    try:
-        return narrow(scope, node_id, paths)
-    except NotFound:
-        return None
 
 
 # One round trip: the user's memberships (with their node's path), every node of those

@@ -610,14 +610,16 @@ def _fuzzy_candidates(
         if token.year:  # only the variants that exist: a set intersection, not ~135 lookups
             year, by_core = token.year, index.by_core
             existing = variants & index.seqs_by_year.get(token.year, set())
-            add([i for v in existing for i in by_core[(year, v)]], "number one character off", True)
+            lists = [by_core[(year, v)] for v in existing]
+            how = "number one character off"
         else:
             by_seq = index.by_seq
-            add(
-                [i for v in variants if v in by_seq for i in by_seq[v]],
-                "number one character off, no year",
-                True,
-            )
+            lists = [by_seq[v] for v in variants if v in by_seq]
+            how = "number one character off, no year"
+        if amount_range is None:
+            add([i for ids in lists for i in ids], how)
+        else:  # filtered while collecting: these lists are long when numbering is dense
+            add([i for ids in lists for i in ids if low <= remaining[i] <= high], how)
         if token.year:  # a typo in the year
             add(index.by_seq.get(token.seq, []), "number with a wrong year", True)
     return out

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 from core.audit.log import Actor, AuditRecord, record, record_many
@@ -298,11 +299,22 @@ async def load_index(currencies: Iterable[str]) -> InvoiceIndex:
 
 # ------------------------------------------------------------------ import
 
-# PostgreSQL imports are matched and written chunk by chunk: while the server writes
+# PostgreSQL imports are matched and written chunk by chunk (``_chunks``): while the server writes
 # one chunk's rows, the next chunk is matched in Python, so the database and the
 # matcher work at the same time. Matching yields to the event loop every
 # ``_MATCH_SLICE`` lines so that the writer's round trips go on meanwhile.
-_CHUNK_LINES = 2500
+_CHUNK_LINES = 2000
+
+
+def _chunks(count: int, size: int) -> list[tuple[int, int]]:
+    """(start, end) of the chunks: a quarter-size first chunk so that writing starts
+    early, then ``size`` lines each (the last one is whatever is left)."""
+    bounds = [0, min(count, max(1, size // 4))]
+    while bounds[-1] < count:
+        bounds.append(min(count, bounds[-1] + size))
+    return list(pairwise(bounds)) if count else []
+
+
 _MATCH_SLICE = 25
 
 
@@ -618,8 +630,8 @@ class _Run:
         lines = self.parsed.lines
         writer: asyncio.Task[None] | None = None
         try:
-            for start in range(0, len(lines), _CHUNK_LINES):
-                chunk = lines[start : start + _CHUNK_LINES]
+            for start, end in _chunks(len(lines), _CHUNK_LINES):
+                chunk = lines[start:end]
                 outcomes: list[Outcome | None] = []
                 for piece in range(0, len(chunk), _MATCH_SLICE):
                     outcomes.extend(self.match(chunk[piece : piece + _MATCH_SLICE]))

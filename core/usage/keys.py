@@ -87,6 +87,8 @@ async def create_key(organization_id: int, name: str, actor: Actor) -> CreatedKe
 
 
 async def _active(key_id: int, organization_id: int) -> dict:
+    if not 0 < key_id < 2**31:  # ids are PostgreSQL integers: anything else is not found
+        raise NotFound("API key")
     row = (
         await ApiKey.select()
         .where(

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.connection import ASGIConnection
+from litestar import Controller, MediaType, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -24,13 +21,13 @@ from core.cash import adjustments, allocations, refunds, writeoffs
 from core.cash.access import APPROVERS, OPERATORS, READERS, REFUND_REQUESTERS
 from core.cash.tables import WriteOff
 from core.errors import Conflict, NotFound, ValidationFailed
-from core.identity.security import NotPermitted, staff_role
 from core.identity.tables import BillingAccount
 from core.invoicing.tables import Invoice
 from core.money import AmountParseError, parse_amount
 from core.payments.allocation import AllocationRequest
 from core.payments.tables import Allocation
 from portal.auth import actor_for, current_session, requires_staff
+from portal.staff.roles import requires_staff_role
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -56,26 +53,11 @@ def _clip(data: dict[str, Any], name: str, limit: int = 500) -> str:
     return value[: limit * 4] if isinstance(value, str) else ""
 
 
-async def requires_cash_reader(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    session = await current_session(connection)
-    assert session is not None  # requires_staff runs first
-    role = await staff_role(session.user_id)
-    if role not in READERS:
-        raise PermissionDeniedException("The cash pages are for finance staff.")
-    connection.state.cash_role = role
-
-
-def _forbidden(request: Request[Any, Any, Any], exc: NotPermitted) -> Response[Any]:
-    return Template(
-        template_name="error.html",
-        context={"status": 403, "title": "You don't have access to this", "detail": str(exc)},
-        status_code=403,
-        media_type=MediaType.HTML,
-    )
+requires_cash_reader = requires_staff_role(READERS, "The cash pages are for finance staff.")
 
 
 async def _ctx(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any]:
-    role = request.state.cash_role
+    role = request.state.staff_role
     notice = request.query_params.get("notice") or ""
     return {
         "user": await current_session(request),
@@ -100,7 +82,6 @@ def _page(template: str, context: dict[str, Any], status: int = 200) -> Template
 class CashController(Controller):
     path = "/staff/cash"
     guards = [requires_staff, requires_cash_reader]
-    exception_handlers = {NotPermitted: _forbidden}
 
     # ------------------------------------------------------------------ approvals queue
 

@@ -13,23 +13,20 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.connection import ASGIConnection
+from litestar import Controller, MediaType, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
 from core.cash.access import OPERATORS, READERS
 from core.errors import Conflict, ValidationFailed
-from core.identity.security import NotPermitted, staff_role
 from core.remittance import services
 from core.remittance.matching import RULE_LABELS
 from core.remittance.parsers import CSV_FIELDS, FORMATS, SIGN_CONVENTIONS
 from portal.auth import actor_for, current_session, requires_staff
+from portal.staff.roles import requires_staff_role
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
@@ -67,22 +64,7 @@ FIELD_LABELS = {
 SPLIT_ROWS = 5
 
 
-async def requires_remittance_reader(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    session = await current_session(connection)
-    assert session is not None  # requires_staff runs first
-    role = await staff_role(session.user_id)
-    if role not in READERS:
-        raise PermissionDeniedException("Cash application is for finance staff.")
-    connection.state.remittance_role = role
-
-
-def _forbidden(request: Request[Any, Any, Any], exc: NotPermitted) -> Response[Any]:
-    return Template(
-        template_name="error.html",
-        context={"status": 403, "title": "You don't have access to this", "detail": str(exc)},
-        status_code=403,
-        media_type=MediaType.HTML,
-    )
+requires_remittance_reader = requires_staff_role(READERS, "Cash application is for finance staff.")
 
 
 def _clip(data: dict[str, Any], name: str, limit: int = 200) -> str:
@@ -91,7 +73,7 @@ def _clip(data: dict[str, Any], name: str, limit: int = 200) -> str:
 
 
 async def _ctx(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any]:
-    role = request.state.remittance_role
+    role = request.state.staff_role
     return {
         "user": await current_session(request),
         "nav": "staff",
@@ -114,7 +96,6 @@ def _page(template: str, context: dict[str, Any], status: int = 200) -> Template
 class RemittanceController(Controller):
     path = "/staff/remittance"
     guards = [requires_staff, requires_remittance_reader]
-    exception_handlers = {NotPermitted: _forbidden}
 
     # ------------------------------------------------------------------ workbench list
 
@@ -241,7 +222,7 @@ class RemittanceController(Controller):
             request,
             sub="settings",
             current=services.config_as_dict(config),
-            can_configure=request.state.remittance_role == "finance_admin",
+            can_configure=request.state.staff_role == "finance_admin",
             **kw,
         )
         return _page("remittance/settings.html", context, status)

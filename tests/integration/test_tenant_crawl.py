@@ -37,9 +37,11 @@ from core.identity.tables import (
 from core.invoicing.tables import Invoice
 from core.payments.tables import Payment, PaymentAttempt
 from core.settings import load_settings
+from core.usage import keys as usage_keys
 from core.wallet.tables import SavedPaymentMethod
 from tests.conftest import live_database_url, server_env
 from tests.helpers import csrf_from, login
+from tests.integration.factories import SYSTEM
 
 PASSWORD = "crawl-password-123"
 SKIP_POST = ("/logout", "/login", "/account")  # own-session actions carry no object ids
@@ -59,6 +61,7 @@ class Tenant:
     payments: list[int] = field(default_factory=list)
     methods: list[int] = field(default_factory=list)  # saved payment methods
     attempts: list[int] = field(default_factory=list)  # payment attempts
+    api_keys: list[int] = field(default_factory=list)  # usage/payments API keys
     markers: set[str] = field(default_factory=set)  # strings only this tenant's pages show
     logins: dict[str, str] = field(default_factory=dict)  # role -> email
 
@@ -129,6 +132,7 @@ async def ensure_role(tenant: Tenant, role: CustomerRole, email: str, node: int)
 
 
 BUSINESS_TABLES = (
+    "api_key",
     "saved_payment_method",
     "autopay_enrollment",
     "autopay_charge",
@@ -198,8 +202,9 @@ BUSINESS_TABLES = (
 
 async def fingerprint(engine) -> str:
     """A digest of every business table's rows (last_login_at aside), in one query."""
+    volatile = "- 'last_login_at' - 'last_used_at'"  # touched by signing in / using keys
     parts = " UNION ALL ".join(
-        f"SELECT '{table}' AS t, md5(coalesce(string_agg((to_jsonb(x) - 'last_login_at')"
+        f"SELECT '{table}' AS t, md5(coalesce(string_agg((to_jsonb(x) {volatile})"
         f"::text, ',' ORDER BY x.id), '')) AS h FROM {table} x"
         for table in BUSINESS_TABLES
     )
@@ -254,6 +259,7 @@ def foreign_values(other: Tenant) -> dict[str, list[str]]:
         "late_id": [1, 2],
         "charge_id": [1, 2],
         # Capability tokens: unguessable by design; a made-up one must reveal nothing.
+        "key_id": other.api_keys,
         "token": [new_token()],
     }
     # Out-of-range ids (past int4, past int8) must be a plain 404 too, never a 500.
@@ -315,6 +321,9 @@ async def tenants(demo_db) -> AsyncIterator[tuple[Tenant, Tenant]]:
                 )
             )
             tenant.invitations = [row["id"]]
+    for tenant in (globex, initech):  # one active API key per tenant to aim at
+        made = await usage_keys.create_key(tenant.nodes[0], "crawl", SYSTEM)
+        tenant.api_keys = [made.id]
     agent = await StaffUser.select(StaffUser.id).first()
     for tenant in (globex, initech):  # one waiting assisted-session request per tenant
         [row] = await AssistedSession.insert(
