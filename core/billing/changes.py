@@ -6,7 +6,7 @@ once each by ``core.billing.proration``), their net, and the subscription's peri
 anchor after the change. The services record exactly these lines as pending charges, so
 what the customer saw is what the next invoice bills.
 
-Rules (see docs/sections/subscriptions.md)
+Rules (see docs/subscriptions.md)
 ------------------------------------------
 The invoice run bills a subscription's whole period, once, at the price in force when it
 bills it: a price billed in advance as soon as its period has started, one billed in

@@ -165,8 +165,8 @@ async def write_payments(
         " status = CASE WHEN i.balance_minor - u.amount = 0 THEN 'paid' ELSE i.status END,"
         " closed_at = CASE WHEN i.balance_minor - u.amount = 0 THEN $3 ELSE i.closed_at END"
         " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount) WHERE i.id = u.id",
-        list(per_invoice),
-        list(per_invoice.values()),
+        sorted(per_invoice),  # id order: the order the rows were locked in
+        [per_invoice[i] for i in sorted(per_invoice)],
         now,
     )
     await conn.copy_records_to_table(

@@ -315,7 +315,7 @@ def _chunks(count: int, size: int) -> list[tuple[int, int]]:
     return list(pairwise(bounds)) if count else []
 
 
-_MATCH_SLICE = 25
+_MATCH_SLICE = 8
 
 
 async def _refuse_duplicate(parsed: ParsedStatement) -> None:
@@ -636,10 +636,11 @@ class _Run:
                 for piece in range(0, len(chunk), _MATCH_SLICE):
                     outcomes.extend(self.match(chunk[piece : piece + _MATCH_SLICE]))
                     await asyncio.sleep(0)  # let the writer's round trips go on
+                plans = self.plans(chunk, outcomes)  # built while the writer still works
                 if writer is not None:
                     await writer  # one statement at a time on the connection, in order
                 writer = asyncio.create_task(
-                    self._write_chunk(conn, statement_id, chunk, outcomes, ledger_ids)
+                    self._write_chunk(conn, statement_id, chunk, outcomes, plans, ledger_ids)
                 )
             if writer is not None:
                 await writer
@@ -654,9 +655,10 @@ class _Run:
         statement_id: int,
         lines: Sequence[ParsedLine],
         outcomes: Sequence[Outcome | None],
+        plans: Sequence[bulk.PaymentPlan],
         ledger_ids: Mapping[str, int],
     ) -> None:
-        applied, refused = await bulk.lock_and_check(conn, self.plans(lines, outcomes))
+        applied, refused = await bulk.lock_and_check(conn, plans)
         payment_ids = await bulk.write_payments(conn, applied, self.now, ledger_ids)
         await record_many(
             [
