@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, replace
 from datetime import date
+from typing import Any
 from urllib.parse import urlencode
 
 from core.invoicing.queries import PER_PAGE_CHOICES, SORTS, STATUS_FILTERS, InvoiceFilter
@@ -88,14 +89,20 @@ _PARAM_NAMES = {
 _DEFAULTS = asdict(InvoiceFilter())
 
 
-def filter_query(f: InvoiceFilter, **changes: object) -> str:
-    """Query string for ``f`` with ``changes`` applied, omitting default values."""
+def dataclass_query(
+    f: Any, names: Mapping[str, str], defaults: Mapping[str, Any], **changes: object
+) -> str:
+    """Query string for the filter dataclass ``f`` with ``changes`` applied (a change of
+    anything but the page goes back to page 1), named by ``names``, omitting defaults."""
     if changes and "page" not in changes:
         changes["page"] = 1
-    current = asdict(replace(f, **changes))  # type: ignore[arg-type]
+    current = asdict(replace(f, **changes))
     pairs = [
-        (_PARAM_NAMES[k], str(v))
-        for k, v in current.items()
-        if v not in (None, "") and v != _DEFAULTS[k]
+        (names[k], str(v)) for k, v in current.items() if v not in (None, "") and v != defaults[k]
     ]
     return urlencode(pairs)
+
+
+def filter_query(f: InvoiceFilter, **changes: object) -> str:
+    """Query string for ``f`` with ``changes`` applied, omitting default values."""
+    return dataclass_query(f, _PARAM_NAMES, _DEFAULTS, **changes)

@@ -4,11 +4,10 @@ exceptions; links that keep the current filters)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, replace
-from urllib.parse import urlencode
+from dataclasses import asdict
 
 from core.wallet.history import METHOD_FILTERS, PER_PAGE_CHOICES, STATUS_FILTERS, PaymentFilter
-from portal.customer.filters import MAX_PAGE, _date, _int
+from portal.customer.filters import MAX_PAGE, _date, _int, dataclass_query
 
 
 def parse_payment_filter(params: Mapping[str, str]) -> tuple[PaymentFilter, dict[str, str]]:
@@ -61,12 +60,4 @@ _DEFAULTS = asdict(PaymentFilter())
 
 def filter_query(f: PaymentFilter, **changes: object) -> str:
     """Query string for ``f`` with ``changes`` applied, omitting default values."""
-    if changes and "page" not in changes:
-        changes["page"] = 1
-    current = asdict(replace(f, **changes))  # type: ignore[arg-type]
-    pairs = [
-        (_PARAM_NAMES[k], str(v))
-        for k, v in current.items()
-        if v not in (None, "") and v != _DEFAULTS[k]
-    ]
-    return urlencode(pairs)
+    return dataclass_query(f, _PARAM_NAMES, _DEFAULTS, **changes)
