@@ -11,7 +11,7 @@ the audit events go through ``core.audit.log.record_many`` (same hash chain).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -101,92 +101,53 @@ async def lock_and_check(
     return ok, refused
 
 
-async def write_payments(
-    conn: Any, plans: Sequence[PaymentPlan], now: datetime, ledger_ids: dict[str, int]
-) -> list[int]:
-    """Payments, allocations, invoice balances and one balanced entry per payment."""
-    if not plans:
+@dataclass(frozen=True, slots=True)
+class PaymentRows:
+    """The rows ``write_rows`` sends for some plans, built ahead of the write by
+    ``build_rows`` (no I/O: an import builds chunk k+1's rows while chunk k is written)."""
+
+    plans: Sequence[PaymentPlan]
+    payment_ids: list[int]
+    payments: list[tuple[Any, ...]]
+    allocations: list[tuple[Any, ...]]
+    invoice_ids: list[int]  # id order: the order ``lock_and_check`` locked them in
+    invoice_amounts: list[int]
+    entries: list[tuple[Any, ...]]
+    lines: list[tuple[Any, ...]]
+    now: datetime
+
+
+async def reserve_ids(conn: Any, count: int) -> list[tuple[int, int]]:
+    """(payment id, journal entry id) pairs taken from the sequences in one round trip.
+    Ids a caller does not use stay unused (ids are not document numbers: gaps are fine)."""
+    if count == 0:
         return []
-    # the payment and entry ids in one round trip
-    id_rows = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT nextval(pg_get_serial_sequence('payment', 'id')),"
         " nextval(pg_get_serial_sequence('journal_entry', 'id'))"
         " FROM generate_series(1, $1)",
-        len(plans),
+        count,
     )
-    payment_ids = [int(r[0]) for r in id_rows]
-    entry_ids = [int(r[1]) for r in id_rows]
-    await conn.copy_records_to_table(
-        "payment",
-        columns=[
-            "id",
-            "billing_account",
-            "currency",
-            "amount_minor",
-            "unapplied_minor",
-            "method",
-            "reference",
-            "status",
-            "received_at",
-            "created_at",
-        ],
-        records=[
-            (
-                pid,
-                p.billing_account_id,
-                p.currency,
-                p.amount_minor,
-                p.unapplied_minor,
-                "bank_transfer",
-                p.reference[:120],
-                "succeeded",
-                now,
-                now,
-            )
-            for pid, p in zip(payment_ids, plans, strict=True)
-        ],
-    )
-    await conn.copy_records_to_table(
-        "allocation",
-        columns=["payment", "invoice", "amount_minor", "created_at"],
-        records=[
-            (pid, invoice_id, amount, now)
-            for pid, p in zip(payment_ids, plans, strict=True)
-            for invoice_id, amount in p.allocations
-        ],
-    )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def build_rows(
+    plans: Sequence[PaymentPlan],
+    ids: Sequence[tuple[int, int]],
+    now: datetime,
+    ledger_ids: Mapping[str, int],
+) -> PaymentRows:
+    """Payments, allocations, invoice balance changes and one balanced entry (debit Cash,
+    credit AR and Unapplied cash) per plan, using the reserved ``ids`` in plan order."""
+    if len(ids) < len(plans):
+        raise ValueError("not enough reserved ids for the plans")
+    payment_ids = [pid for pid, _ in ids[: len(plans)]]
+    entry_ids = [eid for _, eid in ids[: len(plans)]]
     per_invoice: dict[int, int] = defaultdict(int)
     for p in plans:
         for invoice_id, amount in p.allocations:
             per_invoice[invoice_id] += amount
-    await conn.execute(
-        "UPDATE invoice AS i SET paid_minor = i.paid_minor + u.amount,"
-        " balance_minor = i.balance_minor - u.amount,"
-        " status = CASE WHEN i.balance_minor - u.amount = 0 THEN 'paid' ELSE i.status END,"
-        " closed_at = CASE WHEN i.balance_minor - u.amount = 0 THEN $3 ELSE i.closed_at END"
-        " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount) WHERE i.id = u.id",
-        sorted(per_invoice),  # id order: the order the rows were locked in
-        [per_invoice[i] for i in sorted(per_invoice)],
-        now,
-    )
-    await conn.copy_records_to_table(
-        "journal_entry",
-        columns=list(ENTRY_COLUMNS),
-        records=[
-            (
-                eid,
-                p.issuing_entity_id,
-                p.currency,
-                p.value_date,
-                f"Payment {p.reference}".strip()[:500],
-                "payment",
-                pid,
-                "received",
-                now,
-            )
-            for eid, pid, p in zip(entry_ids, payment_ids, plans, strict=True)
-        ],
-    )
+    invoice_ids = sorted(per_invoice)
     lines: list[tuple[Any, ...]] = []
     for eid, p in zip(entry_ids, plans, strict=True):
         specs = without_zero_lines(
@@ -207,13 +168,102 @@ async def write_payments(
             (eid, ledger_ids[s.account], s.billing_account_id, s.debit_minor, s.credit_minor)
             for s in specs
         )
-    await conn.copy_records_to_table(
-        "journal_line",
-        columns=list(LINE_COLUMNS),
-        records=lines,
+    return PaymentRows(
+        plans=plans,
+        payment_ids=payment_ids,
+        payments=[
+            (
+                pid,
+                p.billing_account_id,
+                p.currency,
+                p.amount_minor,
+                p.unapplied_minor,
+                "bank_transfer",
+                p.reference[:120],
+                "succeeded",
+                now,
+                now,
+            )
+            for pid, p in zip(payment_ids, plans, strict=True)
+        ],
+        allocations=[
+            (pid, invoice_id, amount, now)
+            for pid, p in zip(payment_ids, plans, strict=True)
+            for invoice_id, amount in p.allocations
+        ],
+        invoice_ids=invoice_ids,
+        invoice_amounts=[per_invoice[i] for i in invoice_ids],
+        entries=[
+            (
+                eid,
+                p.issuing_entity_id,
+                p.currency,
+                p.value_date,
+                f"Payment {p.reference}".strip()[:500],
+                "payment",
+                pid,
+                "received",
+                now,
+            )
+            for eid, pid, p in zip(entry_ids, payment_ids, plans, strict=True)
+        ],
+        lines=lines,
+        now=now,
     )
-    await post_realized_fx_for(conn, payment_ids, plans)
-    return payment_ids
+
+
+_PAYMENT_COLUMNS = (
+    "id",
+    "billing_account",
+    "currency",
+    "amount_minor",
+    "unapplied_minor",
+    "method",
+    "reference",
+    "status",
+    "received_at",
+    "created_at",
+)
+
+
+async def write_rows(conn: Any, rows: PaymentRows) -> None:
+    """Send what ``build_rows`` built (the invoices must be locked: ``lock_and_check``),
+    then post the realized FX differences of its allocations."""
+    if not rows.plans:
+        return
+    await conn.copy_records_to_table(
+        "payment", columns=list(_PAYMENT_COLUMNS), records=rows.payments
+    )
+    await conn.copy_records_to_table(
+        "allocation",
+        columns=["payment", "invoice", "amount_minor", "created_at"],
+        records=rows.allocations,
+    )
+    await conn.execute(
+        "UPDATE invoice AS i SET paid_minor = i.paid_minor + u.amount,"
+        " balance_minor = i.balance_minor - u.amount,"
+        " status = CASE WHEN i.balance_minor - u.amount = 0 THEN 'paid' ELSE i.status END,"
+        " closed_at = CASE WHEN i.balance_minor - u.amount = 0 THEN $3 ELSE i.closed_at END"
+        " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount) WHERE i.id = u.id",
+        rows.invoice_ids,
+        rows.invoice_amounts,
+        rows.now,
+    )
+    await conn.copy_records_to_table(
+        "journal_entry", columns=list(ENTRY_COLUMNS), records=rows.entries
+    )
+    await conn.copy_records_to_table("journal_line", columns=list(LINE_COLUMNS), records=rows.lines)
+    await post_realized_fx_for(conn, rows.payment_ids, rows.plans)
+
+
+async def write_payments(
+    conn: Any, plans: Sequence[PaymentPlan], now: datetime, ledger_ids: Mapping[str, int]
+) -> list[int]:
+    """Reserve ids, build and write in one go (plans already checked by
+    ``lock_and_check``); returns the payment ids in plan order."""
+    rows = build_rows(plans, await reserve_ids(conn, len(plans)), now, ledger_ids)
+    await write_rows(conn, rows)
+    return rows.payment_ids
 
 
 async def learn_payers(conn: Any, pairs: Sequence[tuple[str, int]], now: datetime) -> None:

@@ -16,12 +16,20 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from core.audit.log import Actor, AuditRecord, record, record_many
+from core.audit.log import (
+    Actor,
+    AuditRecord,
+    PreparedEvents,
+    append_prepared,
+    locked_head,
+    prepare,
+    record,
+)
 from core.cash.access import OPERATORS, READERS, actor_ref, require
 from core.db import for_update, is_sqlite, transaction
 from core.errors import Conflict, NotFound, ValidationFailed
@@ -429,8 +437,13 @@ async def _import_statement(
     await _refuse_duplicate(parsed)
     parsed_at = time.perf_counter()
     config = await load_config()
-    index = await load_index({line.currency for line in parsed.lines if line.amount_minor > 0})
-    run = _Run(parsed, config, index, actor, datetime.now(UTC))
+    run = _Run(
+        parsed,
+        config,
+        await load_index({line.currency for line in parsed.lines if line.amount_minor > 0}),
+        actor,
+        datetime.now(UTC),
+    )
     loaded_at = time.perf_counter()
     async with transaction():
         statement_id = await _insert_statement(parsed, filename, mapping_name, actor, run.now)
@@ -510,6 +523,36 @@ async def _insert_statement(
 _REFUSED_NOTE = "; not applied: the invoice balance changed during the import"
 
 
+@dataclass(slots=True)
+class _Tally:
+    """Status counts of some statement lines and the (payer key, account) pairs learned."""
+
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"auto_applied": 0, "suggested": 0, "unmatched": 0}
+    )
+    learned: list[tuple[str, int]] = field(default_factory=list)
+
+    def add_to(self, counts: dict[str, int], learned: list[tuple[str, int]]) -> None:
+        for status, n in self.counts.items():
+            counts[status] += n
+        learned.extend(self.learned)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One chunk of an import, ready to write (``_Run._batch``)."""
+
+    statement_id: int
+    lines: Sequence[ParsedLine]
+    outcomes: Sequence[Outcome | None]
+    ids: Sequence[tuple[int, int]]
+    payments: bulk.PaymentRows
+    audit: PreparedEvents
+    statement_rows: list[tuple[Any, ...]]
+    tally: _Tally
+    audit_head: str | None
+
+
 class _Run:
     """One import's matching and writing state: the lines are matched in file order
     (auto-applied lines consume the balances later lines see) and stored with their
@@ -526,6 +569,7 @@ class _Run:
         self.parsed, self.config, self.index = parsed, config, index
         self.actor, self.now = actor, now
         self.before = dict(index.remaining)
+        self.stored_payers = index.stored_payers  # what the known payer table holds
         self.counts = {"auto_applied": 0, "suggested": 0, "unmatched": 0}
         self.learned: list[tuple[str, int]] = []
         self.residual_invoices: list[int] = []
@@ -576,10 +620,11 @@ class _Run:
         outcomes: Sequence[Outcome | None],
         payment_of: Mapping[int, int],
         refused: set[int],
-    ) -> list[tuple[Any, ...]]:
-        """Statement line rows (``_LINE_COLUMNS`` order); counts statuses and collects
-        the payers the applied lines teach."""
-        counts, learned, now = self.counts, self.learned, self.now
+    ) -> tuple[list[tuple[Any, ...]], _Tally]:
+        """Statement line rows (``_LINE_COLUMNS`` order), and their status counts and the
+        payers the applied lines teach (for ``_Tally.add_to`` once they are stored)."""
+        tally = _Tally()
+        counts, learned, now = tally.counts, tally.learned, self.now
         rows: list[tuple[Any, ...]] = []
         for line, outcome in zip(lines, outcomes, strict=True):
             s = outcome.suggestion if outcome is not None else None
@@ -620,15 +665,21 @@ class _Run:
                     now,
                 )
             )
-        return rows
+        return rows, tally
 
     async def bulk(self, statement_id: int) -> None:
-        """PostgreSQL: match chunk k+1 while chunk k is written (COPY and
-        ``UPDATE … FROM unnest``, no per-line round trip)."""
+        """PostgreSQL: chunk k+1 is matched and its rows are built (payments, entries,
+        audit events hashed, statement lines) while chunk k is written (COPY and
+        ``UPDATE … FROM unnest``, no per-line round trip). Payment and entry ids are
+        reserved in one round trip at the start, while the first chunk is matched."""
         conn = bulk.connection()
         ledger_ids = {r["code"]: r["id"] for r in await LedgerAccount.select()}
         lines = self.parsed.lines
+        credits = sum(1 for line in lines if line.amount_minor > 0)
+        reserving = asyncio.create_task(_reserve(conn, credits))
+        ids: list[tuple[int, int]] | None = None
         writer: asyncio.Task[None] | None = None
+        head: str | None = None  # the audit chain's head once the previous batch is in
         try:
             for start, end in _chunks(len(lines), _CHUNK_LINES):
                 chunk = lines[start:end]
@@ -636,44 +687,95 @@ class _Run:
                 for piece in range(0, len(chunk), _MATCH_SLICE):
                     outcomes.extend(self.match(chunk[piece : piece + _MATCH_SLICE]))
                     await asyncio.sleep(0)  # let the writer's round trips go on
-                plans = self.plans(chunk, outcomes)  # built while the writer still works
+                plans = self.plans(chunk, outcomes)
+                if ids is None:
+                    ids, head = await reserving
+                taken, ids = ids[: len(plans)], ids[len(plans) :]
+                batch = await self._batch(
+                    statement_id, chunk, outcomes, plans, taken, ledger_ids, head
+                )
+                head = batch.audit.last_hash
+                if end == len(lines):
+                    await self._release_index()  # while the previous chunk is written
                 if writer is not None:
                     await writer  # one statement at a time on the connection, in order
-                writer = asyncio.create_task(
-                    self._write_chunk(conn, statement_id, chunk, outcomes, plans, ledger_ids)
-                )
+                writer = asyncio.create_task(self._write(conn, batch, ledger_ids))
             if writer is not None:
                 await writer
         except BaseException:
-            if writer is not None and not writer.done():
-                await asyncio.gather(writer, return_exceptions=True)
+            for task in (reserving, writer):
+                if task is not None and not task.done():
+                    await asyncio.gather(task, return_exceptions=True)
             raise
 
-    async def _write_chunk(
+    async def _batch(
         self,
-        conn: Any,
         statement_id: int,
         lines: Sequence[ParsedLine],
         outcomes: Sequence[Outcome | None],
         plans: Sequence[bulk.PaymentPlan],
+        ids: Sequence[tuple[int, int]],
         ledger_ids: Mapping[str, int],
-    ) -> None:
-        applied, refused = await bulk.lock_and_check(conn, plans)
-        payment_ids = await bulk.write_payments(conn, applied, self.now, ledger_ids)
-        await record_many(
+        audit_head: str | None,
+        refused: Sequence[bulk.PaymentPlan] = (),
+    ) -> _Batch:
+        """Everything one chunk writes, built without I/O (``plans`` are the ones to
+        apply, ``refused`` the ones the balance check turned down). It yields to the
+        event loop between steps so that the writer's statements go on meanwhile."""
+        rows = bulk.build_rows(plans, ids, self.now, ledger_ids)
+        await asyncio.sleep(0)
+        audit = prepare(
             [
                 AuditRecord(self.actor, "payment.recorded", "payment", pid, data=p.audit)
-                for p, pid in zip(applied, payment_ids, strict=True)
-            ]
+                for p, pid in zip(plans, rows.payment_ids, strict=True)
+            ],
+            audit_head,
         )
-        payment_of = {p.key: pid for p, pid in zip(applied, payment_ids, strict=True)}
+        await asyncio.sleep(0)
+        payment_of = {p.key: pid for p, pid in zip(plans, rows.payment_ids, strict=True)}
+        statement_rows, tally = self.records(
+            statement_id, lines, outcomes, payment_of, {p.key for p in refused}
+        )
+        return _Batch(
+            statement_id, lines, outcomes, ids, rows, audit, statement_rows, tally, audit_head
+        )
+
+    async def _release_index(self) -> None:
+        """Matching is over: free the index's 100,000-entry structures piece by piece,
+        yielding between pieces, so that their deallocation overlaps the last writes
+        instead of delaying the reply."""
+        index = self.index
+        self.before = {}
+        await asyncio.sleep(0)
+        for name in ("by_core", "by_seq", "seqs_by_year", "by_account", "by_amount"):
+            setattr(index, name, {})
+            await asyncio.sleep(0)
+        for name in ("by_number", "remaining", "invoices", "payers"):
+            setattr(index, name, {})
+            await asyncio.sleep(0)
+
+    async def _write(self, conn: Any, batch: _Batch, ledger_ids: Mapping[str, int]) -> None:
+        """Lock the chunk's invoices and check their balances; in the rare case that one
+        changed since the index was loaded, rebuild the chunk without the plans that no
+        longer fit (they become suggestions); then send the rows."""
+        applied, refused = await bulk.lock_and_check(conn, batch.payments.plans)
+        if refused:
+            batch = await self._batch(
+                batch.statement_id,
+                batch.lines,
+                batch.outcomes,
+                applied,
+                batch.ids,
+                ledger_ids,
+                batch.audit_head,
+                refused,
+            )
+        await bulk.write_rows(conn, batch.payments)
+        await append_prepared(batch.audit)
         await conn.copy_records_to_table(
-            "bank_statement_line",
-            columns=list(_LINE_COLUMNS),
-            records=self.records(
-                statement_id, lines, outcomes, payment_of, {p.key for p in refused}
-            ),
+            "bank_statement_line", columns=list(_LINE_COLUMNS), records=batch.statement_rows
         )
+        batch.tally.add_to(self.counts, self.learned)
 
     async def rowwise(self, statement_id: int) -> None:
         """SQLite (embedded, small files): the same outcome, row by row through
@@ -682,7 +784,10 @@ class _Run:
         outcomes = self.match(lines)
         applied, refused = await _apply_rowwise(self.plans(lines, outcomes), self.actor)
         payment_of = {p.key: pid for p, pid in applied}
-        rows = self.records(statement_id, lines, outcomes, payment_of, {p.key for p in refused})
+        rows, tally = self.records(
+            statement_id, lines, outcomes, payment_of, {p.key for p in refused}
+        )
+        tally.add_to(self.counts, self.learned)
         for start in range(0, len(rows), 200):
             await StatementLine.insert(
                 *[
@@ -690,6 +795,13 @@ class _Run:
                     for r in rows[start : start + 200]
                 ]
             )
+
+
+async def _reserve(conn: Any, credits: int) -> tuple[list[tuple[int, int]], str]:
+    """Ids for every credit line's payment and entry, and the audit chain's head (its lock
+    held from here to the commit, so the batches can be hashed ahead of their writes)."""
+    ids = await bulk.reserve_ids(conn, credits)
+    return ids, await locked_head()
 
 
 def _suggestion_json(s: Any) -> str:
@@ -718,7 +830,7 @@ async def _finish(statement_id: int, parsed: ParsedStatement, filename: str, run
         for payer_key, account in run.learned:
             await _learn_one(payer_key, account, now)
     else:
-        stored = run.index.stored_payers
+        stored = run.stored_payers
         await bulk.learn_payers(bulk.connection(), [p for p in run.learned if p not in stored], now)
     await record(
         AuditRecord(

@@ -97,16 +97,16 @@ async def test_chunked_import_is_all_or_nothing(db, monkeypatch) -> None:
         for n, number in enumerate(await numbers(*ids), start=1)
     ]
     data = camt("STMT-CHUNKS", entries)
-    write_payments = services.bulk.write_payments
+    write_rows = services.bulk.write_rows
     calls = []
 
     async def fail_in_the_third_chunk(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("disk full")
-        return await write_payments(*args, **kwargs)
+        return await write_rows(*args, **kwargs)
 
-    monkeypatch.setattr(services.bulk, "write_payments", fail_in_the_third_chunk)
+    monkeypatch.setattr(services.bulk, "write_rows", fail_in_the_third_chunk)
     with pytest.raises(RuntimeError, match="disk full"):
         await services.import_statement(fmt="camt053", data=data, actor=SYSTEM)
     assert len(calls) == 3
@@ -115,7 +115,7 @@ async def test_chunked_import_is_all_or_nothing(db, monkeypatch) -> None:
     assert await Payment.count() == 0
     assert [await balance(i) for i in ids] == [1000, 2000, 3000, 4000, 5000]
     await assert_books("EUR")
-    monkeypatch.setattr(services.bulk, "write_payments", write_payments)
+    monkeypatch.setattr(services.bulk, "write_rows", write_rows)
     result = await services.import_statement(fmt="camt053", data=data, actor=SYSTEM)
     assert (result.lines, result.auto_applied) == (5, 5)
     assert [await balance(i) for i in ids] == [0, 0, 0, 0, 0]
@@ -127,6 +127,51 @@ async def test_chunked_import_is_all_or_nothing(db, monkeypatch) -> None:
     await assert_books("EUR")
     assert (await verify_chain()).ok
     assert await AuditEvent.count().where(AuditEvent.action == "payment.recorded") == 5
+
+
+async def test_a_balance_paid_meanwhile_is_not_applied_twice(db, monkeypatch) -> None:
+    """An invoice paid by someone else after the import loaded its open invoices (here: a
+    portal payment between loading and writing) is not paid again: that line becomes a
+    suggestion saying why, the other lines of its chunk still apply, the books balance."""
+    from core.payments.services import record_payment
+
+    monkeypatch.setattr(services, "_CHUNK_LINES", 8)
+    account = await billing_account("EUR")
+    a, b, c = [await open_invoice(account, amount) for amount in ("10.00", "20.00", "30.00")]
+    na, nb, nc = await numbers(a, b, c)
+    load_index = services.load_index
+
+    async def load_then_someone_pays_b(currencies):
+        index = await load_index(currencies)
+        await record_payment(
+            billing_account_id=account,
+            amount_minor=2000,
+            currency_code="EUR",
+            method="card",
+            reference="portal",
+            allocations=[AllocationRequest(b, 2000)],
+            actor=SYSTEM,
+        )
+        return index
+
+    monkeypatch.setattr(services, "load_index", load_then_someone_pays_b)
+    data = camt(
+        "STMT-RACE",
+        [(amount, ref, "Customer AG", IBAN) for amount, ref in (("10.00", na), ("20.00", nb))]
+        + [("30.00", nc, "Customer AG", IBAN)],
+    )
+    result = await services.import_statement(fmt="camt053", data=data, actor=SYSTEM)
+    assert (result.auto_applied, result.suggested) == (2, 1)
+    assert [await balance(i) for i in (a, b, c)] == [0, 0, 0]
+    line = await StatementLine.select().where(StatementLine.line_no == 2).first()
+    assert line["status"] == "suggested"
+    assert line["payment_id"] is None
+    assert "changed during the import" in line["reason"]
+    assert await Payment.count().where(Payment.method == "bank_transfer") == 2
+    assert await Allocation.count().where(Allocation.invoice == b) == 1
+    await assert_books("EUR")
+    assert (await verify_chain()).ok
+    assert await AuditEvent.count().where(AuditEvent.action == "payment.recorded") == 3
 
 
 async def test_duplicate_and_malformed_files_are_refused_and_store_nothing(db) -> None:
