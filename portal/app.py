@@ -24,6 +24,7 @@ from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
 from core.payments import gateway as stripe_gateway
+from core.runtime import freeze_startup_heap, thaw_heap
 from core.settings import Settings, load_settings
 from portal import (
     billing_runs,
@@ -80,8 +81,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def startup(app: Litestar) -> None:
         await open_pool()
+        freeze_startup_heap()
 
     async def shutdown(app: Litestar) -> None:
+        thaw_heap()
         await close_pool()
         await redis.aclose()
         if embedded is not None:

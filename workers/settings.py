@@ -14,6 +14,7 @@ from core import crypto
 from core.db import bind_engine, close_pool, make_engine, open_pool
 from core.notifications import mailer as mail
 from core.payments import gateway as stripe_gateway
+from core.runtime import freeze_startup_heap, thaw_heap
 from core.settings import load_settings
 from portal.logging_setup import configure_logging
 from workers import (
@@ -46,9 +47,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     mail.configure(settings.smtp_url, settings.mail_from)
     stripe_gateway.configure(settings)
     await open_pool(max_size=5)
+    freeze_startup_heap()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    thaw_heap()
     await close_pool()
 
 
