@@ -16,7 +16,8 @@ async def list_drafts(
     *, entity: str = "", approval: str = "", tax: str = "", q: str = "", limit: int = 100
 ) -> tuple[list[dict[str, Any]], int]:
     """Drafts (newest first) matching the filters, and how many match in all."""
-    where = Invoice.status == "draft"
+    # a draft has no number yet: "number IS NULL" reads the partial index of drafts
+    where = (Invoice.status == "draft") & Invoice.number.is_null()
     if entity:
         where &= Invoice.issuing_entity.code == entity
     if approval in APPROVAL_FILTERS and approval:

@@ -244,7 +244,10 @@ async def write_rows(conn: Any, rows: PaymentRows) -> None:
         " balance_minor = i.balance_minor - u.amount,"
         " status = CASE WHEN i.balance_minor - u.amount = 0 THEN 'paid' ELSE i.status END,"
         " closed_at = CASE WHEN i.balance_minor - u.amount = 0 THEN $3 ELSE i.closed_at END"
-        " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount) WHERE i.id = u.id",
+        " FROM unnest($1::int[], $2::bigint[]) AS u(id, amount)"
+        # "= ANY" lets the planner fetch the rows by primary key: joined to unnest alone,
+        # it walks the whole invoice index (a merge join), ~25 ms per 2,000 rows
+        " WHERE i.id = u.id AND i.id = ANY($1::int[])",
         rows.invoice_ids,
         rows.invoice_amounts,
         rows.now,
