@@ -1,9 +1,9 @@
 """Browser walk of cash application: a billing-ops user (password + TOTP) imports a
 small camt.053 statement (first a malformed one, refused with the element and reason),
 sees one line applied automatically and one suggested, opens the workbench, searches
-open invoices and applies the suggested match. The workbench and the line are also
-checked on a phone. Every page visited is scanned with axe-core (0 serious/critical)
-and must run under the CSP without console errors.
+open invoices and applies the suggested match; on a phone, another billing-ops user
+imports a statement and applies its suggested match too. Every page visited is scanned
+with axe-core (0 serious/critical) and must run under the CSP without console errors.
 
 Objects of this test's own on the demo database served by the shared ``live_server``.
 """
@@ -73,7 +73,6 @@ async def test_workbench_walk(demo_db, open_session, tmp_path: Path) -> None:
     await assert_accessible(page, "remittance: workbench for the statement", guard)
     await row.get_by_role("link").click()
     await page.wait_for_url(re.compile(r"/staff/remittance/lines/\d+$"))
-    line_url = page.url
     await expect(page.get_by_test_id("suggestion")).to_contain_text(numbers[1])
     await page.get_by_label(re.compile("Search open USD invoices")).fill(numbers[1])
     await expect(page.get_by_test_id("search-results")).to_contain_text(numbers[1])  # htmx
@@ -87,13 +86,40 @@ async def test_workbench_walk(demo_db, open_session, tmp_path: Path) -> None:
     statuses = await Invoice.select(Invoice.status).where(Invoice.id.is_in(ids))
     assert {r["status"] for r in statuses} == {"paid"}
 
+    # On a phone: another billing-ops user imports a second statement and applies its
+    # suggested match from the line page.
+    amount = f"{uuid.uuid4().int % 900 + 100}.{uuid.uuid4().int % 89 + 11}"  # unlike others
+    more_ids, more_numbers, more_tag = await own_invoices((amount,))
+    phone_file = tmp_path / "statement-phone.xml"
+    phone_file.write_bytes(
+        camt(
+            f"WALK-{more_tag}",
+            [(amount, f"remittance {more_tag}", f"DE88{uuid.uuid4().int % 10**18:018d}")],
+        )
+    )
     m = await open_session("mobile")
-    await sign_in_staff(m.page, await _staff("Mo Mobile", StaffRole.COLLECTIONS))
-    await m.page.goto("/staff/remittance?status=all&q=" + tag)
-    await expect(m.page.get_by_test_id("line-row").first).to_be_visible()
+    await sign_in_staff(m.page, await _staff("Mo Mobile", StaffRole.BILLING_OPS))
+    await m.page.goto("/staff/remittance/import")
+    await m.page.get_by_label("Format").select_option("camt053")
+    await m.page.get_by_label("Statement file").set_input_files(phone_file)
+    await m.page.get_by_role("button", name="Import").click()
+    phone_result = m.page.get_by_test_id("import-result")
+    await expect(phone_result).to_contain_text("0 applied automatically, 1 with a suggestion")
+    await assert_accessible(m.page, "remittance: import result (mobile)", m.guard)
+    await phone_result.get_by_role("link", name="Open the workbench for this statement").click()
+    phone_row = m.page.get_by_test_id("line-row").filter(has_text=f"remittance {more_tag}")
+    await expect(phone_row).to_contain_text(more_numbers[0])
     await assert_accessible(m.page, "remittance: workbench (mobile)", m.guard)
-    await m.page.goto(line_url)
+    await phone_row.get_by_role("link").click()
+    await m.page.wait_for_url(re.compile(r"/staff/remittance/lines/\d+$"))
+    await expect(m.page.get_by_test_id("suggestion")).to_contain_text(more_numbers[0])
     await assert_accessible(m.page, "remittance: line (mobile)", m.guard)
+    await m.page.get_by_test_id("accept").click()
+    await expect(m.page.get_by_test_id("notice")).to_contain_text("Applied")
+    await expect(m.page.get_by_test_id("allocations")).to_contain_text(more_numbers[0])
+    await assert_accessible(m.page, "remittance: line applied (mobile)", m.guard)
+    [paid] = await Invoice.select(Invoice.status).where(Invoice.id.is_in(more_ids))
+    assert paid["status"] == "paid"
     await m.page.goto("/staff/remittance/mappings")
     await expect(m.page.get_by_test_id("mapping-form")).to_be_visible()
     await assert_accessible(m.page, "remittance: CSV mappings (mobile)", m.guard)
