@@ -39,11 +39,13 @@ from core.collections.dunning import lift_pauses_in_tx, pause_in_tx
 from core.collections.tables import Chargeback, ChargebackReversal
 from core.db import for_update, transaction
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.fx.realized import fx_share, realized_fx_lines, standing_realized_fx
 from core.identity.tables import BillingAccount
 from core.invoicing.tables import Invoice
 from core.ledger import accounts as acct
 from core.ledger.posting import EntrySpec, post
 from core.ledger.rules import credit, debit
+from core.ledger.tables import JournalEntry
 from core.payments.tables import Allocation, Payment
 
 STRIPE_ACTOR = Actor.system("stripe")
@@ -227,6 +229,7 @@ class _Take:
     payment: dict[str, Any]
     unapplied: int = 0
     invoices: list[tuple[int, int]] = field(default_factory=list)  # (invoice, amount)
+    applied: dict[int, int] = field(default_factory=dict)  # invoice -> net applied before
     loss: int = 0  # Stripe's dispute fee, and any part the payment no longer holds
 
     @property
@@ -250,6 +253,7 @@ async def _reverse(cb: dict[str, Any], fee: int, actor: Actor) -> bool:
                 break
             amount = min(applied, remaining)
             take.invoices.append((invoice_id, amount))
+            take.applied[invoice_id] = applied
             remaining -= amount
         takes.append(take)
         if remaining <= 0:
@@ -313,6 +317,7 @@ async def _withdraw(cb: dict[str, Any], take: _Take, actor: Actor, now: datetime
                 created_at=now,
             )
         )
+    fx_reversed = await _reverse_fx(cb, take, rows, now)
     if rows:
         await ChargebackReversal.insert(*rows)
     await Payment.update(
@@ -360,9 +365,101 @@ async def _withdraw(cb: dict[str, Any], take: _Take, actor: Actor, now: datetime
                 "chargeback": cb_id,
                 "invoices": {str(i): a for i, a in take.invoices},
                 "unapplied": take.unapplied,
+                "fx_reversed": fx_reversed,
             },
         )
     )
+
+
+async def _reverse_fx(
+    cb: dict[str, Any], take: _Take, rows: list[ChargebackReversal], now: datetime
+) -> int:
+    """Reverse the share of the realized FX difference that went with the money taken back
+    from each invoice (what earlier chargebacks of the payment took and gave back
+    counted), noted on the reversal rows; one entry per payment. Returns the total."""
+    payment_id = int(take.payment["id"])
+    standing = await standing_realized_fx(payment_id, [i for i, _ in take.invoices])
+    if standing is None:
+        return 0
+    earlier: dict[int, int] = defaultdict(int)
+    for r in await ChargebackReversal.select(
+        ChargebackReversal.invoice,
+        ChargebackReversal.fx_minor,
+        ChargebackReversal.fx_reinstated_minor,
+    ).where((ChargebackReversal.payment == payment_id) & ChargebackReversal.invoice.is_not_null()):
+        earlier[int(r["invoice"])] += int(r["fx_minor"]) - int(r["fx_reinstated_minor"])
+    shares = {
+        invoice_id: fx_share(
+            standing.by_invoice.get(invoice_id, 0) - earlier[invoice_id],
+            amount,
+            take.applied[invoice_id],
+            standing.currency,
+        )
+        for invoice_id, amount in take.invoices
+    }
+    for row in rows:
+        if row.invoice is not None:
+            row.fx_minor = shares.get(int(row.invoice), 0)
+    total = sum(shares.values())
+    if total:
+        await post(
+            EntrySpec(
+                issuing_entity_id=standing.issuing_entity_id,
+                currency=standing.currency,
+                effective_date=now.date(),
+                source_type="chargeback",
+                source_id=int(cb["id"]),
+                event=f"fx-reversed-p{payment_id}",
+                description=f"Chargeback {cb['stripe_dispute']}: realized FX reversed",
+                lines=realized_fx_lines(-total, int(take.payment["billing_account"])),
+            )
+        )
+    return total
+
+
+async def _reinstate_fx(
+    cb: dict[str, Any],
+    payment_id: int,
+    account_id: int,
+    given_back: list[tuple[dict[str, Any], int]],
+    now: datetime,
+) -> None:
+    """Won: post again the share of each reversal row's realized FX that went with the
+    money given back to its invoice (``given_back``: reversal row, amount re-applied)."""
+    reversed_entry = (
+        await JournalEntry.select(JournalEntry.currency, JournalEntry.issuing_entity)
+        .where(
+            (JournalEntry.source_type == "chargeback")
+            & (JournalEntry.source_id == int(cb["id"]))
+            & (JournalEntry.event == f"fx-reversed-p{payment_id}")
+        )
+        .first()
+    )
+    if reversed_entry is None:  # nothing was reversed for this payment
+        return
+    total = 0
+    for row, applied in given_back:
+        share = fx_share(
+            int(row["fx_minor"]), applied, int(row["amount_minor"]), reversed_entry["currency"]
+        )
+        if share:
+            await ChargebackReversal.update({ChargebackReversal.fx_reinstated_minor: share}).where(
+                ChargebackReversal.id == row["id"]
+            )
+            total += share
+    if total:
+        await post(
+            EntrySpec(
+                issuing_entity_id=int(reversed_entry["issuing_entity"]),
+                currency=reversed_entry["currency"],
+                effective_date=now.date(),
+                source_type="chargeback",
+                source_id=int(cb["id"]),
+                event=f"fx-reinstated-p{payment_id}",
+                description=f"Chargeback {cb['stripe_dispute']} won: realized FX posted again",
+                lines=realized_fx_lines(total, account_id),
+            )
+        )
 
 
 async def _net_allocations(payment_id: int) -> list[tuple[int, int]]:
@@ -458,6 +555,7 @@ async def _reinstate(cb: dict[str, Any], now: datetime) -> int:
         assert payment is not None
         account_id = int(payment["billing_account"])
         applied: list[tuple[int, int]] = []
+        given_back: list[tuple[dict[str, Any], int]] = []
         to_unapplied = 0
         for r in reversals:
             amount = int(r["amount_minor"])
@@ -483,6 +581,7 @@ async def _reinstate(cb: dict[str, Any], now: datetime) -> int:
                     }
                 ).where(Invoice.id == r["invoice"])
                 applied.append((int(r["invoice"]), apply))
+                given_back.append((r, apply))
                 await ChargebackReversal.update({ChargebackReversal.reapplied_minor: apply}).where(
                     ChargebackReversal.id == r["id"]
                 )
@@ -497,6 +596,7 @@ async def _reinstate(cb: dict[str, Any], now: datetime) -> int:
         await Payment.update(
             {Payment.unapplied_minor: int(payment["unapplied_minor"]) + to_unapplied}
         ).where(Payment.id == payment_id)
+        await _reinstate_fx(cb, payment_id, account_id, given_back, now)
         ar = sum(a for _, a in applied)
         await post(
             EntrySpec(

@@ -61,6 +61,10 @@ class ChargebackReversal(Table, tablename="chargeback_reversal"):
     invoice = ForeignKey(Invoice, index=True, null=True, default=None, on_delete=OnDelete.restrict)
     amount_minor = BigInt()
     reapplied_minor = BigInt(default=0)  # to the invoice again when the dispute was won
+    # realized FX of the amount taken back (functional currency, + a gain), reversed with
+    # it; and the part posted again when the dispute was won (core.fx.realized)
+    fx_minor = BigInt(default=0)
+    fx_reinstated_minor = BigInt(default=0)
     created_at = Timestamptz()
 
 

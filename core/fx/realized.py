@@ -14,8 +14,11 @@ AR (1100) stays in the invoice currency and equal to the open invoice balances; 
 carries the functional-currency revaluation of the money applied. The entry's source is
 the allocation (``source_type="allocation"``, the allocation id, ``event="fx_realized"``)
 so it is posted at most once; taking the allocation back posts the exact reversal
-(``reverse_realized_fx``). No rate at all: nothing is posted, the payment goes through,
-and a warning plus an ``fx.realized_skipped`` audit event flag it.
+(``reverse_realized_fx``); a chargeback that takes back part of what a payment applied
+reverses the same part of its realized difference (``standing_realized_fx`` and
+``fx_share``), and posts it again if the dispute is won. No rate at all: nothing is
+posted, the payment goes through, and a warning plus an ``fx.realized_skipped`` audit
+event flag it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from core.ledger import accounts as acct
 from core.ledger.posting import EntrySpec, post
 from core.ledger.rules import LineSpec, credit, debit
 from core.ledger.tables import JournalEntry, JournalLine
+from core.money import Money, allocate
+from core.payments.tables import Allocation
 
 log = structlog.get_logger("ledgerline.fx")
 
@@ -202,3 +207,63 @@ async def reverse_realized_fx(
             ],
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StandingFx:
+    """The realized FX posted for a payment's allocations, per invoice (signed, in the
+    functional currency ``currency`` of ``issuing_entity_id``: + a gain, - a loss)."""
+
+    by_invoice: dict[int, int]
+    currency: str
+    issuing_entity_id: int
+
+
+async def standing_realized_fx(payment_id: int, invoice_ids: list[int]) -> StandingFx | None:
+    """What ``fx_realized`` entries posted for the payment's allocations (that still
+    stand: an unapplied allocation is gone) to each of ``invoice_ids``; None if nothing."""
+    allocations = {
+        int(r["id"]): int(r["invoice"])
+        for r in await Allocation.select(Allocation.id, Allocation.invoice).where(
+            (Allocation.payment == payment_id)
+            & Allocation.invoice.is_in(invoice_ids or [-1])
+            & (Allocation.amount_minor > 0)
+        )
+    }
+    if not allocations:
+        return None
+    entries = await JournalEntry.select(
+        JournalEntry.id, JournalEntry.source_id, JournalEntry.currency, JournalEntry.issuing_entity
+    ).where(
+        (JournalEntry.source_type == SOURCE_TYPE)
+        & (JournalEntry.event == EVENT)
+        & JournalEntry.source_id.is_in(sorted(allocations))
+    )
+    if not entries:
+        return None
+    invoice_of = {int(e["id"]): allocations[int(e["source_id"])] for e in entries}
+    by_invoice: dict[int, int] = {}
+    for line in await JournalLine.select(
+        JournalLine.entry, JournalLine.debit_minor, JournalLine.credit_minor
+    ).where(
+        JournalLine.entry.is_in(sorted(invoice_of))
+        & (JournalLine.account.code == acct.AR_FX_REVALUATION)
+    ):
+        invoice_id = invoice_of[int(line["entry"])]
+        signed = int(line["debit_minor"]) - int(line["credit_minor"])
+        by_invoice[invoice_id] = by_invoice.get(invoice_id, 0) + signed
+    return StandingFx(by_invoice, entries[0]["currency"], int(entries[0]["issuing_entity"]))
+
+
+def fx_share(standing_minor: int, part_minor: int, whole_minor: int, currency: str) -> int:
+    """The part of a realized difference that goes with ``part_minor`` of the
+    ``whole_minor`` applied (``core.money.allocate``: exact shares, rounded so the parts
+    add up)."""
+    if standing_minor == 0 or part_minor <= 0 or whole_minor <= 0:
+        return 0
+    if part_minor >= whole_minor:
+        return standing_minor
+    share, _ = allocate(
+        Money.from_minor(standing_minor, currency), [part_minor, whole_minor - part_minor]
+    )
+    return share.to_minor()

@@ -256,3 +256,46 @@ async def test_apply_is_idempotent_under_concurrency(db, client, own_double) -> 
     assert await chargeback_entries() == 1
     assert (await invoice_row(inv))["balance_minor"] == 7000
     await assert_books_balance("USD")
+
+
+async def test_chargeback_takes_back_its_share_of_realized_fx_and_won_posts_it_again(
+    db, client, own_double
+) -> None:
+    """A EUR invoice of the USD entity (frozen at 1.10) paid by card at 1.05 realized a
+    50.00 USD loss. A dispute of 600.00 of the 1,000.00 takes back 60% of that loss with
+    the money (the invoice is open again for 600.00); winning it posts the 30.00 again."""
+    from datetime import date
+
+    from core.fx.services import add_manual_rate
+    from tests.integration.finance_support import APPROVER
+    from tests.integration.test_realized_fx import (
+        assert_balanced_per_currency,
+        eur_invoice_of_usd_entity,
+        fx_balances,
+    )
+
+    account, inv = await eur_invoice_of_usd_entity("1000.00", code="FX-CB")
+    await add_manual_rate("EUR", "USD", "1.05", date(2026, 3, 20), APPROVER)
+    paid = await pay_through_stripe(client, account, {inv: 100000}, currency="EUR")
+    assert await fx_balances() == (5000, -5000)
+
+    dispute = control(
+        own_double.url, "/_test/disputes", {"payment_intent": paid.payment_intent, "amount": 60000}
+    )
+    await on_dispute_event("charge.dispute.created", dispute, client=client)
+    await on_dispute_event("charge.dispute.created", dispute, client=client)  # duplicate
+    row = await invoice_row(inv)
+    assert (row["status"], row["balance_minor"]) == ("open", 60000)
+    assert await fx_balances() == (2000, -2000)  # 30.00 of the 50.00 loss taken back
+    [reversed_fx] = await JournalEntry.select().where(JournalEntry.event.like("fx-reversed-p%"))
+    assert (reversed_fx["currency"], reversed_fx["source_type"]) == ("USD", "chargeback")
+    await assert_balanced_per_currency()
+
+    control(own_double.url, f"/_test/disputes/{dispute['id']}/close", {"outcome": "won"})
+    await on_dispute_event("charge.dispute.closed", dispute, client=client)
+    await on_dispute_event("charge.dispute.closed", dispute, client=client)  # duplicate
+    row = await invoice_row(inv)
+    assert (row["status"], row["balance_minor"]) == ("paid", 0)
+    assert await fx_balances() == (5000, -5000)
+    assert await JournalEntry.count().where(JournalEntry.event.like("fx-reinstated-p%")) == 1
+    await assert_balanced_per_currency()
