@@ -3,7 +3,7 @@ errors instead of exceptions), and building links that keep the current filters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, replace
 from datetime import date
 from typing import Any
@@ -33,28 +33,56 @@ def _date(raw: str, field: str, errors: dict[str, str]) -> date | None:
         return None
 
 
+def paging(
+    get: Callable[[str], str], errors: dict[str, str], per_page_choices: Collection[int]
+) -> tuple[int, int]:
+    """(page, per_page) from ``page`` and ``per_page``: 1 and 25 when absent or invalid."""
+    page = _int(get("page"), "page", errors, "page number") or 1
+    per_page = _int(get("per_page"), "per_page", errors, "page size") or 25
+    if per_page not in per_page_choices:
+        errors["per_page"] = "Choose a page size from the list."
+        per_page = 25
+    return min(max(page, 1), MAX_PAGE), per_page
+
+
+def date_range(
+    get: Callable[[str], str], errors: dict[str, str]
+) -> tuple[date | None, date | None]:
+    """(from, to) from ``from`` and ``to``; an end before the start is dropped with an error."""
+    start, end = _date(get("from"), "from", errors), _date(get("to"), "to", errors)
+    if start and end and start > end:
+        errors["to"] = "The end date must not be before the start date."
+        end = None
+    return start, end
+
+
+def choice(
+    get: Callable[[str], str],
+    name: str,
+    allowed: Collection[str],
+    errors: dict[str, str],
+    what: str,
+) -> str | None:
+    """The parameter ``name`` if it is one of ``allowed``; None (with an error if given)."""
+    value = get(name) or None
+    if value and value not in allowed:
+        errors[name] = f"Choose a {what} from the list."
+        return None
+    return value
+
+
+def account_id(get: Callable[[str], str], errors: dict[str, str]) -> int | None:
+    """The ``account`` parameter: a billing account id, or None."""
+    return _int(get("account"), "account", errors, "billing account")
+
+
 def parse_invoice_filter(params: Mapping[str, str]) -> tuple[InvoiceFilter, dict[str, str]]:
     errors: dict[str, str] = {}
     get = lambda name: (params.get(name) or "").strip()  # noqa: E731
-    status = get("status") or None
-    if status and status not in STATUS_FILTERS:
-        errors["status"] = "Choose a status from the list."
-        status = None
-    sort = get("sort") or "-due_date"
-    if sort not in SORTS:
-        errors["sort"] = "Choose a sort order from the list."
-        sort = "-due_date"
-    page = _int(get("page"), "page", errors, "page number") or 1
-    page = min(max(page, 1), MAX_PAGE)
-    per_page = _int(get("per_page"), "per_page", errors, "page size") or 25
-    if per_page not in PER_PAGE_CHOICES:
-        errors["per_page"] = "Choose a page size from the list."
-        per_page = 25
-    issued_from = _date(get("from"), "from", errors)
-    issued_to = _date(get("to"), "to", errors)
-    if issued_from and issued_to and issued_from > issued_to:
-        errors["to"] = "The end date must not be before the start date."
-        issued_to = None
+    status = choice(get, "status", STATUS_FILTERS, errors, "status")
+    sort = choice(get, "sort", SORTS, errors, "sort order") or "-due_date"
+    page, per_page = paging(get, errors, PER_PAGE_CHOICES)
+    issued_from, issued_to = date_range(get, errors)
     q = get("q")
     if len(q) > 40:
         errors["q"] = "Search for at most 40 characters."
@@ -63,7 +91,7 @@ def parse_invoice_filter(params: Mapping[str, str]) -> tuple[InvoiceFilter, dict
         InvoiceFilter(
             status=status,
             organization_id=_int(get("org"), "org", errors, "organization"),
-            billing_account_id=_int(get("account"), "account", errors, "billing account"),
+            billing_account_id=account_id(get, errors),
             issued_from=issued_from,
             issued_to=issued_to,
             q=q,
