@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from arq.connections import ArqRedis
 from litestar import Controller, MediaType, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException
 from litestar.params import Body, FromPath
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
@@ -24,10 +24,14 @@ from core.identity.roles import StaffRole
 from core.identity.security import staff_role
 from core.identity.tables import BillingAccount
 from portal.auth import actor_for, current_session, requires_staff
+from portal.staff.roles import requires_staff_role
 from workers.billing_runs_jobs import enqueue_chunks
 
 Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 OPERATOR_ROLES = frozenset({StaffRole.BILLING_OPS.value, StaffRole.FINANCE_ADMIN.value})
+requires_operator = requires_staff_role(
+    OPERATOR_ROLES, "Only billing operations and finance admins may do this."
+)
 BASE = "/staff/runs"
 
 
@@ -39,13 +43,6 @@ async def _page(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "nav": "staff",
         "may_operate": await staff_role(session.user_id) in OPERATOR_ROLES,
     }
-
-
-async def _require_operator(request: Request[Any, Any, Any]) -> None:
-    session = await current_session(request)
-    assert session is not None
-    if await staff_role(session.user_id) not in OPERATOR_ROLES:
-        raise PermissionDeniedException("Only billing operations and finance admins may do this.")
 
 
 def _queue(request: Request[Any, Any, Any]) -> ArqRedis:
@@ -77,9 +74,8 @@ class StaffRunsController(Controller):
             },
         )
 
-    @post("/", media_type=MediaType.HTML, status_code=303)
+    @post("/", media_type=MediaType.HTML, status_code=303, guards=[requires_operator])
     async def start(self, request: Request[Any, Any, Any]) -> Redirect:
-        await _require_operator(request)
         plan = await runs.start_run(datetime.now(UTC), actor_for(request), trigger="staff")
         await enqueue_chunks(
             _queue(request),
@@ -106,11 +102,15 @@ class StaffRunsController(Controller):
             return Template("billing_runs/_progress.html", context=context)
         return Template("billing_runs/run.html", context=context)
 
-    @post("/{run_id:int}/chunks/{number:int}/retry", media_type=MediaType.HTML, status_code=303)
+    @post(
+        "/{run_id:int}/chunks/{number:int}/retry",
+        media_type=MediaType.HTML,
+        status_code=303,
+        guards=[requires_operator],
+    )
     async def retry(
         self, request: Request[Any, Any, Any], run_id: FromPath[int], number: FromPath[int]
     ) -> Redirect:
-        await _require_operator(request)
         try:
             attempt = await runs.retry_chunk(run_id, number, actor_for(request))
         except NotFound as exc:
@@ -135,11 +135,15 @@ class StaffRunsController(Controller):
             },
         )
 
-    @post("/usage-review/{late_id:int}", media_type=MediaType.HTML, status_code=303)
+    @post(
+        "/usage-review/{late_id:int}",
+        media_type=MediaType.HTML,
+        status_code=303,
+        guards=[requires_operator],
+    )
     async def decide(
         self, request: Request[Any, Any, Any], late_id: FromPath[int], data: Form
     ) -> Redirect:
-        await _require_operator(request)
         decision = _field(data, "decision", 16)
         try:
             await reconciliation.review(late_id, decision, actor_for(request))
@@ -176,9 +180,8 @@ class StaffRunsController(Controller):
     async def milestone_list(self, request: Request[Any, Any, Any]) -> Template:
         return await self._milestones(request)
 
-    @post("/milestones", media_type=MediaType.HTML, status_code=303)
+    @post("/milestones", media_type=MediaType.HTML, status_code=303, guards=[requires_operator])
     async def milestone_create(self, request: Request[Any, Any, Any], data: Form) -> Any:
-        await _require_operator(request)
         form = {k: _field(data, k, 500) for k in ("account", "description", "amount", "trigger")}
         account = (
             int(form["account"]) if form["account"].isdigit() and len(form["account"]) < 10 else 0
@@ -191,11 +194,15 @@ class StaffRunsController(Controller):
             return await self._milestones(request, form, exc.errors)
         return Redirect(f"{BASE}/milestones", status_code=303)
 
-    @post("/milestones/{charge_id:int}/trigger", media_type=MediaType.HTML, status_code=303)
+    @post(
+        "/milestones/{charge_id:int}/trigger",
+        media_type=MediaType.HTML,
+        status_code=303,
+        guards=[requires_operator],
+    )
     async def milestone_trigger(
         self, request: Request[Any, Any, Any], charge_id: FromPath[int], data: Form
     ) -> Redirect:
-        await _require_operator(request)
         try:
             await milestones.record_trigger(charge_id, actor_for(request), _field(data, "note"))
         except NotFound as exc:

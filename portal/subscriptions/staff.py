@@ -11,7 +11,6 @@ from datetime import date
 from typing import Any
 
 from litestar import Controller, MediaType, Request, get, post
-from litestar.exceptions import PermissionDeniedException
 from litestar.params import FromPath
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
@@ -24,10 +23,14 @@ from core.identity.roles import StaffRole
 from core.identity.security import staff_role
 from core.identity.tables import BillingAccount
 from portal.auth import actor_for, current_session, requires_staff
+from portal.staff.roles import requires_staff_role
 from portal.subscriptions import common
 from portal.subscriptions.common import Form, clip
 
 EDITOR_ROLES = frozenset({StaffRole.BILLING_OPS.value, StaffRole.FINANCE_ADMIN.value})
+requires_editor = requires_staff_role(
+    EDITOR_ROLES, "Only billing operations and finance admins may do this."
+)
 BASE = "/staff/subscriptions"
 
 
@@ -40,13 +43,6 @@ async def _page(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "staff": True,
         "may_change": await staff_role(session.user_id) in EDITOR_ROLES,
     }
-
-
-async def _require_editor(request: Request[Any, Any, Any]) -> None:
-    session = await current_session(request)
-    assert session is not None
-    if await staff_role(session.user_id) not in EDITOR_ROLES:
-        raise PermissionDeniedException("Only billing operations and finance admins may do this.")
 
 
 async def _accounts() -> list[dict[str, Any]]:
@@ -91,14 +87,12 @@ class StaffSubscriptionController(Controller):
             status_code=422 if errors else 200,
         )
 
-    @get("/new", media_type=MediaType.HTML)
+    @get("/new", media_type=MediaType.HTML, guards=[requires_editor])
     async def new(self, request: Request[Any, Any, Any]) -> Template:
-        await _require_editor(request)
         return await self._new_page(request, {"quantity": "1"}, {})
 
-    @post("/", media_type=MediaType.HTML, status_code=303)
+    @post("/", media_type=MediaType.HTML, status_code=303, guards=[requires_editor])
     async def create(self, request: Request[Any, Any, Any], data: Form) -> Any:
-        await _require_editor(request)
         names = ("account", "price", "quantity", "start_date", "anchor_day", "trial_days")
         form = {k: clip(data, k) for k in (*names, "discount")}
         errors: dict[str, str] = {}
@@ -156,18 +150,21 @@ class StaffSubscriptionController(Controller):
             context={**context, **await _page(request), "notice": common.NOTICES.get(notice)},
         )
 
-    @get("/{subscription_id:int}/preview", media_type=MediaType.HTML)
+    @get("/{subscription_id:int}/preview", media_type=MediaType.HTML, guards=[requires_editor])
     async def preview(self, request: HTMXRequest, subscription_id: FromPath[int]) -> Template:
-        await _require_editor(request)
         return await common.preview_response(
             request, subscription_id, None, BASE, await _page(request)
         )
 
-    @post("/{subscription_id:int}/confirm", media_type=MediaType.HTML, status_code=303)
+    @post(
+        "/{subscription_id:int}/confirm",
+        media_type=MediaType.HTML,
+        status_code=303,
+        guards=[requires_editor],
+    )
     async def confirm(
         self, request: Request[Any, Any, Any], subscription_id: FromPath[int], data: Form
     ) -> Any:
-        await _require_editor(request)
         try:
             done = await common.confirm(subscription_id, data, None, actor_for(request))
         except (ValidationFailed, Conflict) as exc:
@@ -226,9 +223,8 @@ class StaffCatalogController(Controller):
             request, notice=notices.get(request.query_params.get("notice", ""), "")
         )
 
-    @post("/products", media_type=MediaType.HTML, status_code=303)
+    @post("/products", media_type=MediaType.HTML, status_code=303, guards=[requires_editor])
     async def create_product(self, request: Request[Any, Any, Any], data: Form) -> Any:
-        await _require_editor(request)
         form = {k: clip(data, k, 2000) for k in ("code", "name", "description")}
         try:
             await catalog.create_product(form, actor_for(request))
@@ -238,9 +234,8 @@ class StaffCatalogController(Controller):
             )
         return Redirect("/staff/catalog?notice=product#products-h", status_code=303)
 
-    @post("/prices", media_type=MediaType.HTML, status_code=303)
+    @post("/prices", media_type=MediaType.HTML, status_code=303, guards=[requires_editor])
     async def create_price(self, request: Request[Any, Any, Any], data: Form) -> Any:
-        await _require_editor(request)
         form = {k: clip(data, k, 2000) for k in data}
         product = _int(form.get("product", ""))
         try:
@@ -254,17 +249,20 @@ class StaffCatalogController(Controller):
             return await self._render(request, errors=errors, forms={"price": form})
         return Redirect("/staff/catalog?notice=price#prices-h", status_code=303)
 
-    @post("/prices/{price_id:int}/active", media_type=MediaType.HTML, status_code=303)
+    @post(
+        "/prices/{price_id:int}/active",
+        media_type=MediaType.HTML,
+        status_code=303,
+        guards=[requires_editor],
+    )
     async def set_active(
         self, request: Request[Any, Any, Any], price_id: FromPath[int], data: Form
     ) -> Redirect:
-        await _require_editor(request)
         await catalog.set_price_active(price_id, clip(data, "active") == "1", actor_for(request))
         return Redirect("/staff/catalog?notice=price_state#prices-h", status_code=303)
 
-    @post("/discounts", media_type=MediaType.HTML, status_code=303)
+    @post("/discounts", media_type=MediaType.HTML, status_code=303, guards=[requires_editor])
     async def create_discount(self, request: Request[Any, Any, Any], data: Form) -> Any:
-        await _require_editor(request)
         form = {k: clip(data, k, 200) for k in data}
         try:
             await catalog.create_discount(form, actor_for(request))
