@@ -496,6 +496,26 @@ async def charge_saved_method(
     return await _send_charge(attempt_id, tries, actor)
 
 
+async def authentication_url(attempt_id: int) -> str | None:
+    """Where the customer confirms a payment their bank wants authenticated (3-D Secure):
+    the PaymentIntent's ``next_action`` redirect, read from Stripe. None when the attempt
+    needs no action (or Stripe names no page)."""
+    row = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
+    if row is None:
+        raise NotFound("payment attempt")
+    if row["status"] != "requires_action" or not row["stripe_payment_intent"]:
+        return None
+    client = gateway.stripe_client()
+    intent = gateway.as_dict(
+        await gateway.call(client.v1.payment_intents.retrieve, row["stripe_payment_intent"])
+    )
+    action = intent.get("next_action") or {}
+    url = str((action.get("redirect_to_url") or {}).get("url") or "")
+    if action.get("type") != "redirect_to_url" or not url.startswith(("https://", "http://")):
+        return None
+    return url
+
+
 async def _send_charge(attempt_id: int, tries: int, actor: Actor) -> str:
     row = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
     assert row is not None

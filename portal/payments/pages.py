@@ -257,13 +257,17 @@ class PayController(Controller):
                 await pay.start_checkout(attempt.id, actor)
                 location = f"/pay/attempts/{attempt.id}/checkout"
             elif attempt.status in ("ready", "unknown", "failed") and saved is not None:
-                await pay.charge_saved_method(
+                # the customer is here: an on-session payment, which their bank may
+                # want to authenticate (3-D Secure) on a page of its own
+                status = await pay.charge_saved_method(
                     attempt.id,
                     stripe_customer=saved.stripe_customer,
                     payment_method=saved.stripe_payment_method,
                     actor=actor,
-                    off_session=True,
+                    off_session=False,
                 )
+                if status == "requires_action":
+                    location = f"/pay/attempts/{attempt.id}/authenticate"
         except Exception:
             await idem.abandon(claim.record_id)
             raise
@@ -280,6 +284,9 @@ class PayController(Controller):
         attempt, items = await pay.scoped_attempt(attempt_id, access)
         came_back = request.query_params.get("checkout")
         if came_back == "success" and attempt.status in ("processing", "unknown"):
+            await pay.settle_attempt(attempt_id, actor_for(request))
+        elif attempt.status == "requires_action" and request.query_params.get("payment_intent"):
+            # back from the bank's authentication page: what does Stripe say now?
             await pay.settle_attempt(attempt_id, actor_for(request))
         elif came_back == "canceled" and attempt.status == "processing":
             await pay.cancel_checkout(attempt_id, actor_for(request))
@@ -334,6 +341,38 @@ class PayController(Controller):
         return Template(
             "payments/continue.html",
             context=await _context(request, access, attempt=attempt, url=url),
+        )
+
+    @get(
+        "/pay/attempts/{attempt_id:int}/authenticate",
+        name="pay_attempt_authenticate",
+        media_type=MediaType.HTML,
+    )
+    async def go_to_authentication(
+        self,
+        request: Request[Any, Any, Any],
+        access: NamedDependency[Scope],
+        attempt_id: FromPath[int],
+    ) -> Any:
+        """The bank's 3-D Secure page for a saved-card payment that needs it (a page with
+        a link and a refresh, not a redirect: the CSP's form-action 'self' would stop a
+        form answer that redirects to another origin)."""
+        attempt, _items = await pay.scoped_attempt(attempt_id, access)
+        url = await pay.authentication_url(attempt_id)
+        if url is None:
+            return Redirect(f"/pay/attempts/{attempt_id}", status_code=303)
+        return Template(
+            "payments/continue.html",
+            context=await _context(
+                request,
+                access,
+                attempt=attempt,
+                url=url,
+                heading="Confirm with your bank",
+                lead="Your bank asks you to confirm this payment of",
+                link_text="Continue to your bank",
+                link_testid="authenticate-continue",
+            ),
         )
 
     @get("/pay/button/{invoice_id:int}", name="pay_button", media_type=MediaType.HTML)

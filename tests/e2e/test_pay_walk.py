@@ -165,3 +165,72 @@ async def test_pay_walk(open_session, payer: Payer, viewport: str) -> None:
             (Invoice.status == "open") & (Invoice.currency == code)
         )
         assert (await account_balances(code))[acct.AR] == sum(r["balance_minor"] for r in open_rows)
+
+
+@pytest.mark.parametrize("viewport", ["desktop", "mobile"])
+async def test_saved_card_payment_with_3d_secure(
+    open_session, payer: Payer, live_server: Any, viewport: str, monkeypatch
+) -> None:
+    """A saved card whose bank asks for 3-D Secure: paying with it in the portal sends the
+    payer to the bank's page (the double's) and back to a paid invoice."""
+    from datetime import UTC, datetime
+
+    from core.identity.tables import User
+    from core.payments import gateway
+    from core.wallet.tables import SavedPaymentMethod, StripeCustomer
+    from tests.integration.test_payments_world import configure_gateway
+
+    monkeypatch.setattr(gateway, "_config", gateway._config)  # put back after the test
+    configure_gateway(live_server.stripe_url, live_server.url)
+    client = gateway.stripe_client()
+    user = await User.select(User.organization).where(User.email == payer.email).first()
+    assert user is not None
+    customer = client.v1.customers.create(params={"name": "Paywalk 3DS"})
+    pm = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"token": "tok_threeDSecure2Required"}}
+    )
+    client.v1.payment_methods.attach(pm.id, params={"customer": customer.id})
+    now = datetime.now(UTC)
+    await StripeCustomer.insert(
+        StripeCustomer(
+            organization=user["organization"], stripe_customer=customer.id, created_at=now
+        )
+    )
+    await SavedPaymentMethod.insert(
+        SavedPaymentMethod(
+            organization=user["organization"],
+            stripe_payment_method=pm.id,
+            stripe_customer=customer.id,
+            brand="visa",
+            last4="3220",
+            exp_month=12,
+            exp_year=2030,
+            is_default=True,
+            created_at=now,
+        )
+    )
+    invoice = payer.invoices[-1]
+    s = await open_session(viewport)
+    page, guard = s.page, s.guard
+    guard.expect_status(404, "/favicon.ico")  # the double's hosted page has no icon
+    await page.goto("/login")
+    await page.locator("#email").fill(payer.email)
+    await page.locator("#password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(re.compile(r"/$"))
+
+    await page.goto(f"/pay?invoice={invoice['id']}")
+    await page.get_by_label(re.compile("Visa ending 3220")).check()
+    await assert_accessible(page, "pay with a saved card", guard)
+    await page.get_by_test_id("pay-submit").click()
+    await page.wait_for_url(re.compile(r"/_hosted/authenticate/"))
+    await expect(page.get_by_role("heading", name="3-D Secure authentication")).to_be_visible()
+    await assert_accessible(page, "bank authentication (Stripe double)", guard)
+    await page.get_by_role("button", name="Complete authentication").click()
+    await page.wait_for_url(re.compile(r"/pay/attempts/\d+\?.*redirect_status=succeeded"))
+    await expect(page.get_by_test_id("attempt-status")).to_have_text("Paid")
+    await assert_accessible(page, "payment paid after 3-D Secure", guard)
+    paid = await Invoice.select(Invoice.status).where(Invoice.id == invoice["id"]).first()
+    assert paid is not None
+    assert paid["status"] == "paid"
+    guard.check("3-D Secure walk")

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from html import unescape
 
 import httpx
 import pytest
@@ -371,3 +372,78 @@ async def test_another_groups_attempt_is_not_found(world: World, portal: Portal)
             assert r.status_code == 404, (action, r.status_code)
         assert (await c.get(f"/pay/attempts/{2**31}")).status_code == 404
     assert (await PaymentAttempt.select().first())["status"] == "ready"
+
+
+async def _three_ds_card(world: World) -> int:
+    """A saved card whose bank always asks for 3-D Secure, for the world's group."""
+    from datetime import UTC, datetime
+
+    from core.payments import gateway
+    from core.wallet.tables import SavedPaymentMethod
+
+    client = gateway.stripe_client()
+    pm = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"token": "tok_threeDSecure2Required"}}
+    )
+    client.v1.payment_methods.attach(pm.id, params={"customer": world.stripe_customer})
+    [row] = await SavedPaymentMethod.insert(
+        SavedPaymentMethod(
+            organization=world.root,
+            stripe_payment_method=pm.id,
+            stripe_customer=world.stripe_customer,
+            brand="visa",
+            last4="3220",
+            exp_month=12,
+            exp_year=2030,
+            is_default=False,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return int(row["id"])
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail"])
+async def test_saved_card_payment_the_bank_wants_authenticated(
+    world: World, portal: Portal, outcome: str
+) -> None:
+    """Paying with a saved card in the portal is an on-session payment: when the bank asks
+    for 3-D Secure, the customer is sent to its page and back; completed, the invoice is
+    paid once; failed, nothing is charged and the page says so."""
+    method_id = await _three_ds_card(world)
+    inv = world.invoices["a"]
+    async with _signed_in(portal, "payer@pay.example") as c:
+        response = await _pay(
+            c,
+            {"pay": str(inv), f"amount_{inv}": "100.00", "method": f"saved:{method_id}"},
+            page=f"/pay?invoice={inv}",
+        )
+        assert response.status_code == 303
+        assert re.fullmatch(r"/pay/attempts/\d+/authenticate", response.headers["location"])
+        attempt_url = response.headers["location"].removesuffix("/authenticate")
+        waiting = await c.get(attempt_url)
+        assert 'data-testid="attempt-status">Needs your action<' in waiting.text
+        assert "Confirm with your bank" in waiting.text
+        hand_off = await c.get(response.headers["location"])
+        assert hand_off.status_code == 200
+        link = re.search(
+            r'<a href="([^"]+)" role="button" data-testid="authenticate-continue"', hand_off.text
+        )
+        bank_url = unescape(link.group(1))
+        assert bank_url.startswith(portal.double.url + "/_hosted/authenticate/")
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as bank:
+            assert (await bank.get(bank_url)).status_code == 200
+            back = await bank.post(bank_url, data={"result": outcome})
+        assert back.status_code in (302, 303)
+        return_url = back.headers["location"]
+        assert return_url.startswith(portal.url + attempt_url + "?")
+        page = await c.get(return_url.removeprefix(portal.url))
+    if outcome == "complete":
+        assert 'data-testid="attempt-status">Paid<' in page.text
+        assert succeeded_charges(portal.double.url) == 1
+        assert await Payment.count() == 1
+    else:
+        assert 'data-testid="attempt-status">Failed<' in page.text
+        assert "Nothing was charged" in page.text
+        assert succeeded_charges(portal.double.url) == 0
+        assert await Payment.count() == 0
+    await assert_books()
