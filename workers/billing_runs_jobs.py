@@ -3,7 +3,9 @@
 * ``bill_chunk(run_id, number)``: one chunk of an invoice run (job id
   ``{ns}:run:{run}:chunk:{n}``; ``:retry:{k}`` for a resume or a staff retry). Transient
   failures retry with exponential back-off; the last failure marks the chunk failed with
-  its reason, for the console's retry button.
+  its reason, for the console's retry button. The chunk that completes a run starts its
+  catch-up run (``runs.start_catch_up``) when subscriptions that were several periods
+  behind are still due, and enqueues it.
 * ``scheduled_invoice_run`` (cron, daily 02:15 UTC): plans a run of everything due now and
   enqueues its chunks.
 * ``resume_stalled_runs`` (cron, every 10 minutes): re-enqueues chunks of running runs that
@@ -84,6 +86,10 @@ async def bill_chunk(ctx: dict[str, Any], run_id: int, number: int) -> dict[str,
             tries=job_try,
         )
         raise
+    # the chunk that completes the run starts its catch-up run when anything is still due
+    follow_up = await runs.start_catch_up(run_id, Actor.system("scheduler"))
+    if follow_up is not None:
+        await enqueue_chunks(ctx["redis"], follow_up.run_id, [(n, 0) for n in follow_up.chunks])
     return {"created": report.created, "invoices": report.invoices, "held": len(report.held)}
 
 

@@ -54,7 +54,12 @@ class InvoiceRun(Table, tablename="invoice_run"):
 
     status = Varchar(length=16, default="planning", index=True)
     as_of = Timestamptz()
-    trigger = Varchar(length=16, default="cron")  # cron | staff | bench | test
+    trigger = Varchar(length=16, default="cron")  # cron | staff | catch-up | bench | test
+    # a catch-up run continues the run ``follows`` (at most one does: a unique index,
+    # made by a raw migration), the ``catch_up``-th in its chain, for subscriptions that
+    # were several periods behind
+    follows = Integer(null=True, default=None)
+    catch_up = Integer(default=0)
     created_by = Varchar(length=64, default="")
     chunk_size = Integer(default=1000)
     subscriptions_total = Integer(default=0)

@@ -40,6 +40,9 @@ from core.errors import Conflict, NotFound, ValidationFailed
 
 DEFAULT_CHUNK_SIZE: Final = 1000
 MAX_CHUNK_SIZE: Final = 5000
+# catch-up runs one run may chain (two years of monthly periods behind); a later
+# scheduled run goes on from there
+MAX_CATCH_UP: Final = 24
 _PLAN_LOCK_KEY: Final = 0x4C4C_5255  # "LLRU": one run planned at a time
 
 _DUE = """
@@ -125,8 +128,10 @@ async def start_run(
     *,
     trigger: str = "cron",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    follows: dict[str, Any] | None = None,
 ) -> RunPlan:
-    """Plan a run of everything due at ``as_of``; the caller enqueues its chunks."""
+    """Plan a run of everything due at ``as_of``; the caller enqueues its chunks.
+    ``follows`` (the previous run's row) makes it a catch-up run of that run's chain."""
     if as_of.tzinfo is None:
         raise ValidationFailed({"as_of": "Give the run's date with a time zone."})
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -155,6 +160,8 @@ async def start_run(
                 chunks_total=len(chunks),
                 created_at=now,
                 finished_at=None if chunks else now,
+                follows=int(follows["id"]) if follows else None,
+                catch_up=int(follows["catch_up"]) + 1 if follows else 0,
             )
         )
         run_id = int(row["id"])
@@ -182,6 +189,29 @@ async def start_run(
             )
         )
     return RunPlan(run_id, list(range(1, len(chunks) + 1)), len(due), len(charge_only))
+
+
+async def start_catch_up(run_id: int, actor: Actor) -> RunPlan | None:
+    """After run ``run_id`` completed: a run at the same ``as_of`` for what is still due,
+    i.e. subscriptions that were several periods behind and got one period billed (a run
+    bills one period per subscription). None when nothing is due, the run billed nothing
+    (no progress to continue), its chain already has ``MAX_CATCH_UP`` catch-up runs, or
+    another chunk's worker started the catch-up already (``follows`` is unique and the
+    run's row is locked). The caller enqueues the chunks."""
+    async with transaction():
+        run = await for_update(InvoiceRun.select().where(InvoiceRun.id == run_id)).first()
+        if run is None or run["status"] != "completed" or run["catch_up"] >= MAX_CATCH_UP:
+            return None
+        if await InvoiceRun.exists().where(InvoiceRun.follows == run_id):
+            return None
+        billed = await RunChunk.select(RunChunk.invoices).where(RunChunk.run == run_id)
+        if not any(r["invoices"] for r in billed):
+            return None
+        if not await sql.current().fetch(_DUE + " LIMIT 1", run["as_of"]):
+            return None
+        return await start_run(
+            run["as_of"], actor, trigger="catch-up", chunk_size=run["chunk_size"], follows=run
+        )
 
 
 def _items(raw: Any) -> dict[str, Any]:

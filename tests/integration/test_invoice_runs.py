@@ -225,10 +225,17 @@ async def test_cron_run_through_an_arq_worker_and_stalled_chunks_resume(db) -> N
             keep_result=5,
         )
         await worker.main()
-        assert worker.jobs_complete == 2  # the first enqueue and the resumed one
+        # The subscription was months behind (its period began in March): the run bills
+        # March, and each completed run starts a catch-up run for the next period, up to
+        # the one running now.
+        now = datetime.now(UTC)
+        periods = (now.year - MAR.year) * 12 + now.month - MAR.month + 1
+        catch_ups = min(periods - 1, runs.MAX_CATCH_UP)
+        # the first enqueue and the resumed one (same chunk), then one chunk per catch-up
+        assert worker.jobs_complete == 2 + catch_ups
         assert worker.jobs_failed == 0
     finally:
-        keys = [k async for k in pool.scan_iter(match=f"arq:*run:{run_id}:*")]
+        keys = [k async for k in pool.scan_iter(match="arq:*run:*")]
         if keys:
             await pool.delete(*keys)
         await pool.delete(queue)
@@ -236,4 +243,45 @@ async def test_cron_run_through_an_arq_worker_and_stalled_chunks_resume(db) -> N
     progress = await runs.progress(run_id)
     assert progress.run["status"] == "completed"
     assert (progress.invoices, progress.finalized) == (1, 1)
-    assert await Invoice.count() == 1
+    chain = await InvoiceRun.select().order_by(InvoiceRun.id)
+    assert [r["trigger"] for r in chain] == ["cron"] + ["catch-up"] * catch_ups
+    assert [r["catch_up"] for r in chain] == list(range(catch_ups + 1))
+    assert [r["follows"] for r in chain[1:]] == [r["id"] for r in chain[:-1]]
+    assert {r["status"] for r in chain} == {"completed"}
+    assert await Invoice.count() == catch_ups + 1
+    assert await BilledPeriod.count() == catch_ups + 1
+
+
+async def test_catch_up_runs_bill_every_period_behind_once(db) -> None:
+    """A subscription three periods behind: the run bills one period, each catch-up run
+    the next, then nothing is due and no further run starts; asking twice for the same
+    run's catch-up starts one; a run that billed nothing starts none."""
+    acct = (await accounts("CATCH-1"))[0]
+    flat = await price("flat", {"amount": "10.00"})
+    sub = await subscription(acct, flat, start=JAN, end=FEB)
+    plan = await run_all(as_of=NOW)  # NOW is in March: January, February, March are due
+    assert await runs.start_catch_up(plan.run_id + 999, SYSTEM) is None  # no such run
+    chain = [plan.run_id]
+    while True:
+        first, second = await asyncio.gather(
+            runs.start_catch_up(chain[-1], SYSTEM), runs.start_catch_up(chain[-1], SYSTEM)
+        )
+        follow = first or second
+        assert first is None or second is None  # one catch-up per run
+        if follow is None:
+            break
+        for n in follow.chunks:
+            await runs.process_chunk(follow.run_id, n)
+        chain.append(follow.run_id)
+    assert len(chain) == 3
+    periods = await BilledPeriod.select(BilledPeriod.period_start).where(
+        BilledPeriod.subscription == sub
+    )
+    assert sorted(p["period_start"] for p in periods) == [JAN, FEB, MAR]
+    assert await Invoice.count() == 3
+    # A completed run that billed nothing continues nothing.
+    idle = await run_all(as_of=NOW)
+    assert await runs.start_catch_up(idle.run_id, SYSTEM) is None
+    await assert_books_balance()
+    numbers = [r["number"] for r in await Invoice.select(Invoice.number)]
+    assert gapless(numbers)
