@@ -50,7 +50,7 @@ from typing import Any, Final
 
 from core.billing.metrics import Metric
 from core.billing.periods import BillingAnchor, Interval, Period, period_containing
-from core.billing.sql import Connection
+from core.billing.sql import Connection, keyed
 from core.billing.usage_queries import Window, aggregate_windows
 from core.catalog import pricing
 from core.catalog.price_book import definition_from_row, discount_from_row
@@ -625,7 +625,7 @@ async def build_chunk(
     await _update_subs(conn, sub_updates, now)
     pend = [(pid, i) for i, d in zip(ids, drafts, strict=True) for pid in d.pending_ids]
     if pend:
-        await conn.execute(_UPDATE_PENDING, [p for p, _ in pend], [i for _, i in pend])
+        await conn.execute(keyed(_UPDATE_PENDING, "p"), [p for p, _ in pend], [i for _, i in pend])
     return ChunkResult(ids, len(states) + len(account_ids) - len(drafts), invalid)
 
 
@@ -637,7 +637,7 @@ async def _update_subs(
     if not updates:
         return
     await conn.execute(
-        _UPDATE_SUBS,
+        keyed(_UPDATE_SUBS, "s"),
         [u[0] for u in updates],
         [u[1] for u in updates],
         [u[2] for u in updates],

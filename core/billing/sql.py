@@ -156,6 +156,16 @@ class Connection:
             pass
 
 
+def keyed(statement: str, alias: str) -> str:
+    """An ``UPDATE … FROM unnest($1::bigint[], …) AS u … WHERE <alias>.id = u.id`` that on
+    PostgreSQL also says ``<alias>.id = ANY($1)``: the planner then fetches the rows by
+    primary key instead of walking the whole table's key in a merge join with unnest.
+    SQLite runs such a statement once per row already, so it is left as it is."""
+    if is_sqlite():
+        return statement
+    return f"{statement.rstrip()} AND {alias}.id = ANY($1::bigint[])"
+
+
 def current() -> Connection:
     """The connection of the transaction in progress (``core.db.transaction()``)."""
     tx = engine().current_transaction.get()
