@@ -75,6 +75,14 @@ async def payer(demo_db: Any) -> Payer:
     return Payer(email, invoices)
 
 
+async def sign_in(page: Page, email: str) -> None:
+    await page.goto("/login")
+    await page.locator("#email").fill(email)
+    await page.locator("#password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(re.compile(r"/$"))
+
+
 async def pay_on_stripe(page: Page, guard: Any, label: str) -> None:
     """On the double's hosted Checkout page: scan it, then pay with the test Visa."""
     await page.wait_for_url(re.compile(r"/_hosted/checkout/"))
@@ -95,11 +103,7 @@ async def test_pay_walk(open_session, payer: Payer, viewport: str) -> None:
     first, *rest = payer.invoices
     guard.expect_status(404, "/favicon.ico")  # the double's hosted page has no icon
 
-    await page.goto("/login")
-    await page.locator("#email").fill(payer.email)
-    await page.locator("#password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(re.compile(r"/$"))
+    await sign_in(page, payer.email)
 
     # -- one invoice, from its page, through Checkout
     await page.goto(f"/invoices/{first['id']}")
@@ -173,51 +177,25 @@ async def test_saved_card_payment_with_3d_secure(
 ) -> None:
     """A saved card whose bank asks for 3-D Secure: paying with it in the portal sends the
     payer to the bank's page (the double's) and back to a paid invoice."""
-    from datetime import UTC, datetime
-
     from core.identity.tables import User
     from core.payments import gateway
-    from core.wallet.tables import SavedPaymentMethod, StripeCustomer
-    from tests.integration.test_payments_world import configure_gateway
+    from tests.integration.test_payments_world import (
+        configure_gateway,
+        save_card,
+        stripe_customer,
+    )
 
     monkeypatch.setattr(gateway, "_config", gateway._config)  # put back after the test
     configure_gateway(live_server.stripe_url, live_server.url)
-    client = gateway.stripe_client()
     user = await User.select(User.organization).where(User.email == payer.email).first()
     assert user is not None
-    customer = client.v1.customers.create(params={"name": "Paywalk 3DS"})
-    pm = client.v1.payment_methods.create(
-        params={"type": "card", "card": {"token": "tok_threeDSecure2Required"}}
-    )
-    client.v1.payment_methods.attach(pm.id, params={"customer": customer.id})
-    now = datetime.now(UTC)
-    await StripeCustomer.insert(
-        StripeCustomer(
-            organization=user["organization"], stripe_customer=customer.id, created_at=now
-        )
-    )
-    await SavedPaymentMethod.insert(
-        SavedPaymentMethod(
-            organization=user["organization"],
-            stripe_payment_method=pm.id,
-            stripe_customer=customer.id,
-            brand="visa",
-            last4="3220",
-            exp_month=12,
-            exp_year=2030,
-            is_default=True,
-            created_at=now,
-        )
-    )
+    customer = await stripe_customer(user["organization"], "Paywalk 3DS")
+    await save_card(user["organization"], customer, "tok_threeDSecure2Required", "3220")
     invoice = payer.invoices[-1]
     s = await open_session(viewport)
     page, guard = s.page, s.guard
     guard.expect_status(404, "/favicon.ico")  # the double's hosted page has no icon
-    await page.goto("/login")
-    await page.locator("#email").fill(payer.email)
-    await page.locator("#password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(re.compile(r"/$"))
+    await sign_in(page, payer.email)
 
     await page.goto(f"/pay?invoice={invoice['id']}")
     await page.get_by_label(re.compile("Visa ending 3220")).check()

@@ -35,6 +35,7 @@ from tests.integration.test_payments_world import (
     build_world,
     configure_gateway,
     control,
+    save_card,
     succeeded_charges,
 )
 from tests.serving import serve
@@ -374,34 +375,6 @@ async def test_another_groups_attempt_is_not_found(world: World, portal: Portal)
     assert (await PaymentAttempt.select().first())["status"] == "ready"
 
 
-async def _three_ds_card(world: World) -> int:
-    """A saved card whose bank always asks for 3-D Secure, for the world's group."""
-    from datetime import UTC, datetime
-
-    from core.payments import gateway
-    from core.wallet.tables import SavedPaymentMethod
-
-    client = gateway.stripe_client()
-    pm = client.v1.payment_methods.create(
-        params={"type": "card", "card": {"token": "tok_threeDSecure2Required"}}
-    )
-    client.v1.payment_methods.attach(pm.id, params={"customer": world.stripe_customer})
-    [row] = await SavedPaymentMethod.insert(
-        SavedPaymentMethod(
-            organization=world.root,
-            stripe_payment_method=pm.id,
-            stripe_customer=world.stripe_customer,
-            brand="visa",
-            last4="3220",
-            exp_month=12,
-            exp_year=2030,
-            is_default=False,
-            created_at=datetime.now(UTC),
-        )
-    )
-    return int(row["id"])
-
-
 @pytest.mark.parametrize("outcome", ["complete", "fail"])
 async def test_saved_card_payment_the_bank_wants_authenticated(
     world: World, portal: Portal, outcome: str
@@ -409,7 +382,9 @@ async def test_saved_card_payment_the_bank_wants_authenticated(
     """Paying with a saved card in the portal is an on-session payment: when the bank asks
     for 3-D Secure, the customer is sent to its page and back; completed, the invoice is
     paid once; failed, nothing is charged and the page says so."""
-    method_id = await _three_ds_card(world)
+    _, method_id = await save_card(
+        world.root, world.stripe_customer, "tok_threeDSecure2Required", "3220", default=False
+    )
     inv = world.invoices["a"]
     async with _signed_in(portal, "payer@pay.example") as c:
         response = await _pay(

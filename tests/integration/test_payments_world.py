@@ -121,6 +121,41 @@ async def invoice(account: int, amount: str) -> int:
     return inv
 
 
+async def stripe_customer(organization: int, name: str) -> str:
+    """A customer at the configured Stripe (the double) for the group, remembered."""
+    customer = gateway.stripe_client().v1.customers.create(params={"name": name})
+    await StripeCustomer.insert(
+        StripeCustomer(
+            organization=organization, stripe_customer=customer.id, created_at=datetime.now(UTC)
+        )
+    )
+    return customer.id
+
+
+async def save_card(
+    organization: int, customer: str, token: str, last4: str, *, default: bool = True
+) -> tuple[str, int]:
+    """A test card (``tok_visa``, ``tok_threeDSecure2Required``…) attached to the Stripe
+    customer and saved for the group: (payment method id, saved method row id)."""
+    client = gateway.stripe_client()
+    pm = client.v1.payment_methods.create(params={"type": "card", "card": {"token": token}})
+    client.v1.payment_methods.attach(pm.id, params={"customer": customer})
+    [row] = await SavedPaymentMethod.insert(
+        SavedPaymentMethod(
+            organization=organization,
+            stripe_payment_method=pm.id,
+            stripe_customer=customer,
+            brand="visa",
+            last4=last4,
+            exp_month=12,
+            exp_year=2030,
+            is_default=default,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return pm.id, int(row["id"])
+
+
 async def build_world(double_url: str) -> World:
     us = await create_issuing_entity(
         code="US", name="Acme", legal_name="Acme Inc.", country="US", functional_currency="USD"
@@ -164,27 +199,8 @@ async def build_world(double_url: str) -> World:
         "eur": await invoice(eur, "80.00"),
     }
     other_invoice = await invoice(other_account, "60.00")
-    client = gateway.stripe_client()
-    customer = client.v1.customers.create(params={"name": "Pay Group"})
-    pm = client.v1.payment_methods.create(params={"type": "card", "card": {"token": "tok_visa"}})
-    client.v1.payment_methods.attach(pm.id, params={"customer": customer.id})
-    now = datetime.now(UTC)
-    await StripeCustomer.insert(
-        StripeCustomer(organization=root, stripe_customer=customer.id, created_at=now)
-    )
-    await SavedPaymentMethod.insert(
-        SavedPaymentMethod(
-            organization=root,
-            stripe_payment_method=pm.id,
-            stripe_customer=customer.id,
-            brand="visa",
-            last4="4242",
-            exp_month=12,
-            exp_year=2030,
-            is_default=True,
-            created_at=now,
-        )
-    )
+    customer = await stripe_customer(root, "Pay Group")
+    pm, _ = await save_card(root, customer, "tok_visa", "4242")
     return World(
         root,
         child,
@@ -196,8 +212,8 @@ async def build_world(double_url: str) -> World:
         approver2,
         viewer,
         invoices,
-        customer.id,
-        pm.id,
+        customer,
+        pm,
         other_root,
         other_invoice,
     )
