@@ -110,6 +110,12 @@ async def test_console_progress_failures_retry_and_roles(app_client, it_server) 
     assert "every 1s" not in done.text  # finished: polling stops
     assert 'data-testid="count-finalized">1<' in done.text
     assert 'data-testid="count-failed">0<' in done.text
+    # The subscription was months behind (March): the completed run is continued by a
+    # catch-up run, which the list names as such, linked to the run it follows.
+    follow = await runs.start_catch_up(run_id, SYSTEM)
+    assert follow is not None
+    listing = await app_client.get("/staff/runs")
+    assert f'catch-up 1 of <a href="/staff/runs/{run_id}">run {run_id}</a>' in listing.text
     missing = await app_client.get("/staff/runs/999999")
     assert missing.status_code == 404
 
