@@ -21,7 +21,7 @@ from core.fx.realized import Application, post_realized_fx
 from core.ledger import accounts as acct
 from core.ledger.rules import check_balanced, credit, debit, without_zero_lines
 
-# Columns of the journal tables written by COPY (ids are taken with ``next_ids`` first).
+# Columns of the journal tables written by COPY (ids reserved first: ``reserve_ids``).
 ENTRY_COLUMNS = (
     "id",
     "issuing_entity",
@@ -257,16 +257,6 @@ async def write_rows(conn: Any, rows: PaymentRows) -> None:
     )
     await conn.copy_records_to_table("journal_line", columns=list(LINE_COLUMNS), records=rows.lines)
     await post_realized_fx_for(conn, rows.payment_ids, rows.plans)
-
-
-async def write_payments(
-    conn: Any, plans: Sequence[PaymentPlan], now: datetime, ledger_ids: Mapping[str, int]
-) -> list[int]:
-    """Reserve ids, build and write in one go (plans already checked by
-    ``lock_and_check``); returns the payment ids in plan order."""
-    rows = build_rows(plans, await reserve_ids(conn, len(plans)), now, ledger_ids)
-    await write_rows(conn, rows)
-    return rows.payment_ids
 
 
 async def learn_payers(conn: Any, pairs: Sequence[tuple[str, int]], now: datetime) -> None:

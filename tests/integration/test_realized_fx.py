@@ -153,7 +153,10 @@ async def test_bulk_statement_path_posts_the_difference(db) -> None:
         ok, refused = await bulk.lock_and_check(conn, [plan])
         assert (len(ok), refused) == (1, [])
         ledger_ids = {r["code"]: r["id"] for r in await LedgerAccount.select()}
-        await bulk.write_payments(conn, ok, datetime.now(UTC), ledger_ids)
+        rows = bulk.build_rows(
+            ok, await bulk.reserve_ids(conn, len(ok)), datetime.now(UTC), ledger_ids
+        )
+        await bulk.write_rows(conn, rows)
 
     # 600.00 EUR x (1.05 - 1.10) = a 30.00 USD loss.
     assert await fx_balances() == (3000, -3000)
